@@ -1,0 +1,38 @@
+# `make demo` and `make test` bootstrap .venv from pyproject.toml themselves.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv test unit integration demo model schemas bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+demo: $(STAMP)
+	$(BIN)/memberstream demo
+
+# Retrain the shipped model from ../shared/data and export it to triton_repo/.
+model: $(STAMP)
+	$(BIN)/memberstream train
+	$(BIN)/memberstream export
+
+schemas: $(STAMP)
+	$(BIN)/memberstream schemas
+
+clean:
+	rm -rf $(VENV) .memberstream .pytest_cache

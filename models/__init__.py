@@ -1,0 +1,1 @@
+"""The member transformer: definition, data, training, evaluation and export."""

@@ -1,0 +1,61 @@
+"""Triton Python backend for the member transformer (exported as model.py).
+
+Self-contained: it loads the weights, vocabulary and inference code that
+sit beside it in the model version folder, and refuses to start when the
+weights were trained on another vocabulary than the one shipped with them.
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from encoding import ItemVocabulary  # noqa: E402
+from network import MemberTransformer  # noqa: E402
+from serving import predict  # noqa: E402
+
+INPUTS = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        torch.set_num_threads(int(params.get("torch_threads", "1")))
+        with open(os.path.join(HERE, "hparams.json")) as fh:
+            hp = json.load(fh)
+        self.vocab = ItemVocabulary.load(Path(HERE) / "vocab.json")
+        state = torch.load(os.path.join(HERE, "weights.pt"), map_location="cpu", weights_only=True)
+        trained_on = state.pop("_vocab_sha256")
+        if bytes(trained_on.tolist()).decode() != self.vocab.sha256:
+            raise pb_utils.TritonModelException("weights and vocab.json disagree")
+        if params.get("vocab_sha256", self.vocab.sha256) != self.vocab.sha256:
+            raise pb_utils.TritonModelException("config.pbtxt vocab_sha256 disagrees with vocab.json")
+        self.model = MemberTransformer(len(self.vocab), hp["max_len"], hp["d_model"],
+                                       hp["n_layers"], hp["n_heads"], 0.0)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.k = hp["top_k"]
+
+    def execute(self, requests):
+        # The dynamic batcher may hand over several requests: run them as one.
+        arrays = [[pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in INPUTS]
+                  for r in requests]
+        sizes = [a[0].shape[0] for a in arrays]
+        merged = [np.concatenate([a[i] for a in arrays]) for i in range(len(INPUTS))]
+        churn, items, scores = predict(self.model, self.vocab, *merged, k=self.k)
+        responses, start = [], 0
+        for n in sizes:
+            end = start + n
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("CHURN_PROBABILITY", churn[start:end].reshape(-1, 1)),
+                pb_utils.Tensor("TOP_ITEMS", items[start:end]),
+                pb_utils.Tensor("TOP_SCORES", scores[start:end]),
+            ]))
+            start = end
+        return responses

@@ -1,0 +1,1 @@
+"""memberstream: the streaming side (Faust app, state, policies, CLI)."""

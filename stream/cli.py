@@ -1,0 +1,216 @@
+"""`memberstream`: the one command-line front end.
+
+The only place that dispatches to both sides: stream commands import
+`stream` modules, model commands import `models` lazily (the streaming code
+itself never imports `models/`). Errors are one readable line, exit code 2.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from .settings import STACK_ENV, Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Real-time member intelligence: shop events in, churn alerts and recommendations out.")
+
+DEMO_LOG = Path(".memberstream/logs/online-retail-demo.jsonl")
+CHECKPOINT = Path(".memberstream/checkpoints/memberstream.pt")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+@cli.command()
+def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> None:
+    """Start the embedded broker, Triton and workers; Ctrl-C stops all."""
+    from .stack import running_stack, write_stack_env
+
+    settings = Settings()
+    with running_stack(settings, settings.state_dir / "up", workers=workers, say=say) as stack:
+        path = write_stack_env(stack, settings)
+        say(f"recorded in {path}; `memberstream replay FILE` and `memberstream tail TOPIC` find it")
+        say("Ctrl-C stops everything")
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            STACK_ENV.unlink(missing_ok=True)
+            say("stopping ...")
+
+
+@cli.command()
+def worker() -> None:
+    """Run one Faust worker against the configured broker and Triton."""
+    from . import topics
+    from .app import app, settings
+
+    asyncio.run(topics.ensure_topics(settings.bootstrap_servers, settings.partitions))
+    from . import ingest_agent, web  # noqa: F401  (registers the agent and the pages)
+    from faust import Worker
+
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+@cli.command()
+def replay(file: Path = typer.Argument(..., help="JSON lines, one input event per line"),
+           max_: bool = typer.Option(False, "--max", help="as fast as possible (the default)"),
+           speed: Optional[float] = typer.Option(None, help="event-time factor: 3600 = an hour per second"),
+           rate: Optional[float] = typer.Option(None, help="fixed events per second")) -> None:
+    """Publish a recorded log to shop.events."""
+    from .replay import replay as run
+
+    if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
+        raise CliError("give at most one of --max, --speed, --rate")
+    settings = Settings()
+    stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed,
+                            rate=rate, progress=lambda n: say(f"  {n} sent")))
+    say(f"sent {stats.sent} events in {stats.seconds:.1f} s ({stats.sent / max(stats.seconds, 1e-9):.0f}/s)")
+
+
+@cli.command()
+def tail(topic: str = typer.Argument(..., help="e.g. crm.churn-alerts"),
+         from_beginning: bool = typer.Option(False, "--from-beginning"),
+         count: Optional[int] = typer.Option(None, min=1, help="stop after N messages"),
+         idle: Optional[float] = typer.Option(None, min=0, help="stop after SECONDS without one"),
+         envelope: bool = typer.Option(False, help="wrap with topic, partition, offset, key, headers")) -> None:
+    """Print a topic's messages, one JSON object per line, flushed as they arrive."""
+    import orjson
+
+    from .tail import as_json, messages
+
+    settings = Settings()
+
+    async def run() -> None:
+        async for msg in messages(settings.bootstrap_servers, topic, from_beginning, count, idle):
+            sys.stdout.write(orjson.dumps(as_json(msg, envelope)).decode() + "\n")
+            sys.stdout.flush()
+
+    asyncio.run(run())
+
+
+@cli.command()
+def train(out: Path = typer.Option(CHECKPOINT, help="checkpoint file to write"),
+          epochs: Optional[int] = typer.Option(None, min=1),
+          seed: Optional[int] = typer.Option(None)) -> None:
+    """Train the member transformer on Online Retail (../shared/data)."""
+    from dataclasses import replace
+
+    from models.config import TrainConfig
+    from models.export import save_checkpoint
+    from models.recipes import online_retail_model
+
+    config = TrainConfig()
+    config = replace(config, **{k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None})
+    trained, note = online_retail_model(Settings().data_dir, config, progress=say)
+    save_checkpoint(trained, out, note)
+    say(f"validation: {trained.metrics}")
+    say(f"checkpoint written to {out}")
+
+
+@cli.command()
+def export(checkpoint: Path = typer.Option(CHECKPOINT, help="from `memberstream train`"),
+           repo: Optional[Path] = typer.Option(None, help="Triton model repository (default triton_repo)"),
+           version: int = typer.Option(1, min=1)) -> None:
+    """Write triton_repo/<model>/<version>/ from a checkpoint."""
+    from models.export import export as run
+
+    if not checkpoint.is_file():
+        raise CliError(f"checkpoint not found: {checkpoint} (run `memberstream train`)")
+    settings = Settings()
+    out = run(checkpoint, repo or settings.triton_repo, settings.triton_model, version)
+    say(f"exported to {out}")
+
+
+@cli.command("make-log")
+def make_log(out: Path = typer.Option(DEMO_LOG), every: int = typer.Option(
+        8, min=1, help="keep one member in EVERY (by member id)")) -> None:
+    """Build the demo log: Online Retail members' purchases (cancellations included)."""
+    say(f"wrote {_make_log(out, every)} events to {out}")
+
+
+@cli.command()
+def schemas(out: Path = typer.Option(Path("schemas"))) -> None:
+    """Write the JSON Schema of every topic."""
+    from .schemas import write_json_schemas
+
+    for path in write_json_schemas(out):
+        say(f"wrote {path}")
+
+
+@cli.command()
+def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: built from Online Retail)")) -> None:
+    """What `make demo` runs: the whole path on real parts, live, with a summary."""
+    from .demo import run_demo
+
+    settings = Settings()
+    if not (settings.triton_repo / settings.triton_model / "config.pbtxt").is_file():
+        say("no trained model in the Triton repository: training one (about 3 minutes) ...")
+        train(CHECKPOINT, None, None)
+        export(CHECKPOINT, None, 1)
+    if log is None:
+        log = DEMO_LOG
+        if not log.is_file():
+            say(f"building the demo log {log} from {settings.data_dir} ...")
+            _make_log(log, 8)
+    elif not log.is_file():
+        raise CliError(f"log file not found: {log}")
+    run_demo(settings, log, say)
+
+
+def _make_log(out: Path, every: int) -> int:
+    import orjson
+
+    from models.datasets import contract_events, online_retail
+
+    events = online_retail(Settings().data_dir, include_cancellations=True)
+    kept = [e for e in events if int(e.member_id) % every == 0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(out, "wb") as fh:
+        for event in contract_events(kept):
+            fh.write(orjson.dumps(event) + b"\n")
+            n += 1
+    return n
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from models.datasets import DataError
+
+    from .launcher import LaunchError
+    from .replay import ReplayError
+
+    try:
+        cli(args=argv, prog_name="memberstream", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        return 130
+    except click.ClickException as exc:
+        print(f"memberstream: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, LaunchError, ReplayError, DataError, LookupError, OSError) as exc:
+        print(f"memberstream: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Dead letters: the original bytes, untouched, with headers naming the error."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .parsing import Rejected
+
+
+def dead_letter_headers(rejected: Rejected, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    return [
+        ("error", rejected.code.encode()),
+        ("error_detail", rejected.detail.encode()[:1024]),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+        ("rejected_at", datetime.now(timezone.utc).isoformat(timespec="milliseconds").encode()),
+    ]

@@ -1,0 +1,242 @@
+"""One batch of `shop.events` records -> state changes and output messages.
+
+Pass 1 walks the records in partition order: parse (bad ones to the DLQ),
+drop duplicates, advance the partition's watermark, snapshot members whose
+inactivity checkpoint came due, and apply the event to the member's state.
+Then ONE scoring call covers every checkpoint plus every member the batch
+touched. Pass 2 replays the recorded steps in order and lets the policies
+decide. Decisions depend on event time and on the state at each step only,
+so any batching of the same log decides the same.
+
+Faust-free on purpose: the agent feeds it, the tests can too.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import MutableMapping, Optional
+
+import orjson
+
+from . import topics
+from .dead_letter import dead_letter_headers
+from .inactivity import InactivitySchedule
+from .member_state import MemberState, Visit, apply_event, model_inputs
+from .parsing import Rejected, parse_event
+from .policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
+from .scorer import Row, ScoringUnavailable, Scores
+from .settings import Settings
+
+POPULAR_KEPT = 200
+
+
+@dataclass(slots=True)
+class Record:
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Optional[list] = None
+
+
+@dataclass(slots=True)
+class _Check:
+    state: MemberState
+    snapshot: MemberState
+    row: int
+    days: int
+    due_ms: int
+    index: int
+
+
+@dataclass(slots=True)
+class _Event:
+    state: MemberState
+    ts: int
+    started_visit: bool
+    purchase_visits: int
+    monetary: float
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Outgoing] = field(default_factory=list)
+    changed: dict[str, MemberState] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+
+def _json(model) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+class MemberProcessor:
+    def __init__(self, settings: Settings, store: MutableMapping[bytes, bytes], scorer):
+        self.s = settings
+        self.store = store
+        self.scorer = scorer
+        self.cache: dict[str, MemberState] = {}
+        self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days)
+        self.popularity: Counter = Counter()
+        self.totals: Counter = Counter()
+
+    # --- state access ----------------------------------------------------------------
+    def state(self, member_id: str) -> Optional[MemberState]:
+        state = self.cache.get(member_id)
+        if state is None:
+            raw = self.store.get(member_id.encode())
+            if raw is not None:
+                state = self.cache[member_id] = MemberState.from_bytes(raw)
+        return state
+
+    def _state_for(self, member_id: str, partition: int) -> MemberState:
+        state = self.state(member_id)
+        if state is None:
+            state = self.cache[member_id] = MemberState(member_id, partition)
+        return state
+
+    def _ensure_partition(self, partition: int) -> None:
+        if not self.schedule.knows(partition):
+            states = (MemberState.from_bytes(raw) for key, raw in list(self.store.items())
+                      if not key.startswith(b"\x00"))  # b"\x00...": bookkeeping, not members
+            self.schedule.rebuild(partition, (s for s in states if s.partition == partition))
+
+    def forget_partitions(self, partitions) -> None:
+        """On revocation: the cache and schedule of partitions no longer ours."""
+        partitions = set(partitions)
+        self.schedule.forget(partitions)
+        for member in [m for m, s in self.cache.items() if s.partition in partitions]:
+            del self.cache[member]
+
+    # --- the batch -----------------------------------------------------------------
+    async def process(self, records: list[Record]) -> BatchResult:
+        out = BatchResult()
+        steps: list = []
+        rows: list[Row] = []
+        touched: dict[str, MemberState] = {}
+        acted: dict[str, MemberState] = {}
+        L = self.s.sequence_length
+        for rec in records:
+            event = parse_event(rec.value, rec.key, self.s.max_event_bytes)
+            if isinstance(event, Rejected):
+                out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key or b"", rec.value or b"",
+                                            dead_letter_headers(event, topics.SHOP_EVENTS,
+                                                                rec.partition, rec.offset)))
+                out.counts["dead_lettered"] += 1
+                continue
+            self._ensure_partition(rec.partition)
+            state = self._state_for(event.member_id, rec.partition)
+            if state.is_duplicate(event.event_id):
+                out.counts["duplicates"] += 1
+                continue
+            self.schedule.advance(rec.partition, event.ts)
+            for due_ms, member, idx in self.schedule.pop_due(rec.partition):
+                silent = self.state(member)
+                if silent is None or not self.schedule.is_current(silent, due_ms, idx):
+                    continue
+                rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
+                steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
+                                    self.schedule.days[idx], due_ms, idx))
+                silent.check_index = idx + 1
+                self.schedule.schedule(silent)
+                touched[member] = silent
+            visits_before = state.purchase_visits
+            visit = apply_event(state, event, L)
+            started = state.purchase_visits > visits_before
+            state.check_index = 0
+            self.schedule.schedule(state)
+            touched[event.member_id] = acted[event.member_id] = state
+            steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary))
+            if visit is not None:
+                self.popularity[event.item_id] += event.quantity
+                anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
+                if anomaly is not None:
+                    out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
+                    out.counts["anomalies"] += 1
+            out.counts["events"] += 1
+        final_rows = {}
+        for member, state in acted.items():
+            rows.append(self._row(state, 0.0))
+            final_rows[member] = len(rows) - 1
+        scores = await self._score(rows, out)
+        self._decide(steps, final_rows, scores, out)
+        out.changed = touched
+        self.totals.update(out.counts)
+        return out
+
+    def _row(self, state: MemberState, silence_s: float) -> Row:
+        items, types, gaps = model_inputs(state, self.s.sequence_length)
+        return Row(items, types, gaps, silence_s)
+
+    async def _score(self, rows: list[Row], out: BatchResult) -> Optional[Scores]:
+        if not rows:
+            return None
+        try:
+            scores = await self.scorer.score(rows)
+        except ScoringUnavailable:
+            out.counts["scoring_failures"] += 1
+            return None
+        out.counts["scored_rows"] += len(rows)
+        return scores
+
+    def _decide(self, steps: list, final_rows: dict[str, int], scores: Optional[Scores],
+                out: BatchResult) -> None:
+        s = self.s
+        version = self.scorer.model_version
+        for step in steps:
+            state = step.state
+            if isinstance(step, _Check):
+                if scores is None:
+                    # Not scored: put the checkpoint back, unless the member acted since.
+                    if state.check_index == step.index + 1:
+                        state.check_index = step.index
+                        self.schedule.schedule(state)
+                    continue
+                alert = churn_policy.at_checkpoint(state, step.snapshot, float(scores.churn[step.row]),
+                                                   step.days, s.churn_alert_threshold, version)
+                if alert is not None:
+                    out.outputs.append(Outgoing(topics.CHURN_ALERTS, state.member_id.encode(), _json(alert)))
+                    out.counts["alerts"] += 1
+                if step.days >= s.churned_after_days:
+                    state.churned = True
+                visits, monetary, at_ms = step.snapshot.purchase_visits, step.snapshot.monetary, step.due_ms
+            else:
+                segment_policy.on_member_event(state, step.started_visit)
+                visits, monetary, at_ms = step.purchase_visits, step.monetary, step.ts
+            change = segment_policy.segment_change(state, visits, monetary, at_ms,
+                                                   s.loyal_after_visits, s.tier_thresholds)
+            if change is not None:
+                out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
+                out.counts["segment_changes"] += 1
+        popular = None
+        for member, row in final_rows.items():
+            state = self.cache[member]
+            if scores is not None:
+                state.churn_probability = round(float(scores.churn[row]), 4)
+                items, item_scores, fallback = scores.items[row], scores.scores[row], False
+            else:
+                if popular is None:
+                    popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
+                items = recommendation_policy.fallback_items(state, popular, s.recommendations_k)
+                item_scores, fallback = [0.0] * len(items), True
+            update = recommendation_policy.recommendation_update(
+                state, items, item_scores, s.recommendations_k, version, fallback)
+            if update is not None:
+                out.outputs.append(Outgoing(topics.RECOMMENDATIONS, member.encode(), _json(update)))
+                out.counts["recommendation_updates"] += 1
+
+
+def _snapshot(state: MemberState) -> MemberState:
+    """What the policies may read of a member at a checkpoint, frozen in time."""
+    return MemberState(
+        member_id=state.member_id, partition=state.partition, times=[state.last_ts],
+        last_event_id=state.last_event_id, purchase_visits=state.purchase_visits,
+        monetary=state.monetary, cart_open=state.cart_open, tier=state.tier,
+        visits=[Visit(v.event_id, v.ts, v.session, v.spend, v.flagged) for v in state.visits])
+

@@ -1,0 +1,112 @@
+"""Scoring members with the model served by Triton (async gRPC).
+
+One `score` call = one request per `max_rows` rows (normally exactly one per
+batch); Triton's dynamic batcher merges the requests of all workers. The
+streaming code meets the model only at its signature: raw item ids, event
+type codes and gaps in; churn probability, top-K ids and scores out.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import aio as grpc_aio
+from tritonclient.utils import InferenceServerException
+
+OUTPUTS = ("CHURN_PROBABILITY", "TOP_ITEMS", "TOP_SCORES")
+
+
+class ScoringUnavailable(Exception):
+    """Triton could not score this batch (down, timed out, or refused)."""
+
+
+@dataclass
+class Row:
+    items: list[bytes]
+    types: list[int]
+    gaps: list[float]
+    silence_s: float
+
+
+@dataclass
+class Scores:
+    churn: np.ndarray        # [N] float32
+    items: list[list[str]]   # [N][K]
+    scores: np.ndarray       # [N, K] float32
+
+    def __len__(self) -> int:
+        return len(self.churn)
+
+
+class TritonScorer:
+    def __init__(self, url: str, model: str, timeout_s: float, max_rows: int):
+        self.url, self.model, self.timeout_s, self.max_rows = url, model, timeout_s, max_rows
+        self._client: grpc_aio.InferenceServerClient | None = None
+        self.model_version = f"{model}@unknown"
+        self.requests = 0
+        self.rows = 0
+
+    async def start(self) -> None:
+        self._client = grpc_aio.InferenceServerClient(self.url)
+        try:
+            await self.describe()
+        except ScoringUnavailable:
+            pass  # Triton may come later; scoring falls back until it does
+
+    async def describe(self) -> str:
+        """model@version/vocab-hash, read from the served model's config."""
+        try:
+            meta = await self._client.get_model_metadata(self.model, as_json=True)
+            config = await self._client.get_model_config(self.model, as_json=True)
+        except InferenceServerException as exc:
+            raise ScoringUnavailable(str(exc)) from exc
+        sha = config["config"].get("parameters", {}).get("vocab_sha256", {}).get("string_value", "")
+        version = max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+        self.model_version = f"{self.model}@{version}/vocab:{sha[:12]}"
+        return self.model_version
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def score(self, rows: list[Row]) -> Scores:
+        if not rows:
+            return Scores(np.zeros(0, np.float32), [], np.zeros((0, 0), np.float32))
+        chunks = [rows[i:i + self.max_rows] for i in range(0, len(rows), self.max_rows)]
+        parts = await asyncio.gather(*(self._infer(c) for c in chunks))
+        return Scores(np.concatenate([p.churn for p in parts]),
+                      [row for p in parts for row in p.items],
+                      np.concatenate([p.scores for p in parts]))
+
+    async def _infer(self, rows: list[Row]) -> Scores:
+        if self._client is None:
+            raise ScoringUnavailable("scorer not started")
+        n = len(rows)
+        items = np.array([r.items for r in rows], dtype=np.object_)
+        arrays = {
+            "ITEM_IDS": items,
+            "EVENT_TYPES": np.array([r.types for r in rows], dtype=np.int8),
+            "GAPS": np.array([r.gaps for r in rows], dtype=np.float32),
+            "SILENCE": np.array([[r.silence_s] for r in rows], dtype=np.float32),
+        }
+        inputs = []
+        for name, arr in arrays.items():
+            dtype = "BYTES" if arr.dtype == np.object_ else {np.int8: "INT8", np.float32: "FP32"}[arr.dtype.type]
+            inp = InferInput(name, list(arr.shape), dtype)
+            inp.set_data_from_numpy(arr)
+            inputs.append(inp)
+        try:
+            result = await self._client.infer(
+                self.model, inputs, outputs=[InferRequestedOutput(o) for o in OUTPUTS],
+                client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise ScoringUnavailable(str(exc)) from exc
+        self.requests += 1
+        self.rows += n
+        top = result.as_numpy("TOP_ITEMS")
+        return Scores(result.as_numpy("CHURN_PROBABILITY").reshape(-1),
+                      [[i.decode() for i in row] for row in top],
+                      result.as_numpy("TOP_SCORES"))

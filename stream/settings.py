@@ -1,0 +1,66 @@
+"""Every setting of memberstream: one class, one name, one default, one variable.
+
+Values come from (highest first) the environment (`MEMBERSTREAM_*`), `.env`,
+and `.memberstream/stack.env`, which `memberstream up` writes so that
+`replay` and `tail` in another terminal find the running stack.
+No other module reads os.environ.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STATE_DIR = Path(".memberstream")
+STACK_ENV = STATE_DIR / "stack.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEMBERSTREAM_", env_file=(str(STACK_ENV), ".env"), extra="ignore")
+
+    # Connections
+    broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap, kafka://host:port")
+    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port")
+    triton_model: str = "memberstream"
+    triton_timeout_s: float = 5.0
+    # True when the broker is the embedded Tansu: applies stream/tansu_quirks.py.
+    embedded_broker: bool = False
+
+    # The Faust application
+    app_id: str = "memberstream"
+    partitions: int = Field(4, ge=1, description="partitions of every topic the app declares")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # Address of a running worker's web server (written by `up`, read by clients).
+    web_url: str | None = None
+    state_dir: Path = STATE_DIR
+    log_level: str = "warning"
+
+    # Batching: one model request per batch of touched members
+    batch_max_events: int = Field(2000, ge=1)
+    batch_within_s: float = Field(0.02, gt=0)
+    triton_max_rows: int = Field(1024, ge=1, description="rows per Triton request (model max_batch_size)")
+
+    # Members
+    sequence_length: int = Field(50, ge=1, description="rolling events kept per member (model max_len)")
+    max_event_bytes: int = 16 * 1024
+
+    # Policies
+    recommendations_k: int = Field(10, ge=1)
+    churn_alert_threshold: float = Field(0.6, gt=0, lt=1)
+    # Days of silence after a member's newest event at which they are re-scored.
+    inactivity_checkpoints_days: list[int] = [7, 14, 21, 30, 45, 60, 90]
+    # Silence (days) after which a member counts as churned.
+    churned_after_days: int = 90
+    loyal_after_visits: int = 5
+    tier_thresholds: list[float] = [500.0, 2000.0]  # bronze < silver < gold, by total spend
+
+    # Data for training, demo logs and evaluation
+    data_dir: Path = Path("../shared/data")
+    triton_repo: Path = Path("triton_repo")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker_url.removeprefix("kafka://")

@@ -1,0 +1,51 @@
+"""The worker's HTTP interface: /health, /metrics, /members/{member_id}."""
+from __future__ import annotations
+
+from .app import app
+from .event_time import rfc3339
+from .ingest_agent import processor, scorer
+from .members_table import members
+
+COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
+            "segment_changes", "anomalies", "scoring_failures", "scored_rows")
+
+
+@app.page("/health")
+async def health(web, request):
+    assigned = sorted(tp.partition for tp in app.consumer.assignment()
+                      if tp.topic == "shop.events") if app.consumer else []
+    return web.json({"status": "ok", "model_version": scorer.model_version,
+                     "partitions": assigned})
+
+
+@app.page("/metrics")
+async def metrics(web, request):
+    lines = []
+    for name in COUNTERS:
+        metric = f"memberstream_{name}_total"
+        lines += [f"# TYPE {metric} counter", f"{metric} {processor.totals.get(name, 0)}"]
+    lines += ["# TYPE memberstream_triton_requests_total counter",
+              f"memberstream_triton_requests_total {scorer.requests}",
+              "# TYPE memberstream_members gauge", f"memberstream_members {len(members.data)}",
+              "# TYPE memberstream_watermark_seconds gauge"]
+    for partition, wm in sorted(processor.schedule.watermarks.items()):
+        lines.append(f'memberstream_watermark_seconds{{partition="{partition}"}} {wm / 1000:.3f}')
+    return web.text("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+
+
+@app.page("/members/{member_id}")
+@app.table_route(table=members, match_info="member_id")
+async def member(web, request, member_id: str):
+    state = processor.state(member_id)
+    if state is None:
+        return web.json({"error": f"unknown member {member_id}"}, status=404)
+    return web.json({
+        "member_id": state.member_id, "partition": state.partition,
+        "events": state.n_events, "last_event_id": state.last_event_id,
+        "last_event_time": rfc3339(state.last_ts), "purchase_visits": state.purchase_visits,
+        "monetary": round(state.monetary, 2), "lifecycle_stage": state.stage, "tier": state.tier,
+        "churn_probability": state.churn_probability, "open_alert": state.episode,
+        "recommendations": [{"item_id": i, "score": s} for i, s in state.recommendations],
+        "recommendations_fallback": state.recommendations_fallback,
+        "sequence": state.items,
+    })

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import numpy as np
+
+from models.datasets import MemberEvent
+from models.samples import sequence_rows
+from stream.member_state import MemberState, apply_event, model_inputs
+from stream.schemas import ShopEvent
+
+T0 = 1_291_191_960_000
+
+
+def ev(i, type="purchase", ts=None, session=None, price=2.0, qty=1, item=None):
+    return ShopEvent(event_id=f"e{i}", member_id="m", type=type, item_id=item or f"i{i % 7}",
+                     ts=ts if ts is not None else T0 + i * 3_600_000, session_id=session,
+                     price=price, quantity=qty)
+
+
+def test_rolling_window_keeps_the_newest_events():
+    s = MemberState("m", 0)
+    for i in range(60):
+        apply_event(s, ev(i), 50)
+    assert len(s.items) == len(s.times) == len(s.hashes) == 50
+    assert s.items[-1] == "i3" and s.last_event_id == "e59" and s.n_events == 60
+    assert s.dropped_ts == T0 + 9 * 3_600_000
+    assert s.is_duplicate("e59") and s.is_duplicate("e10") and not s.is_duplicate("e9")
+
+
+def test_visits_group_lines_of_one_order():
+    s = MemberState("m", 0)
+    apply_event(s, ev(1, session="A", price=2.0, qty=3), 50)
+    apply_event(s, ev(2, session="A", price=1.0), 50)
+    apply_event(s, ev(3, session="B", price=5.0), 50)
+    assert s.purchase_visits == 2
+    assert [(v.event_id, v.spend) for v in s.visits] == [("e1", 7.0), ("e3", 5.0)]
+    assert s.monetary == 12.0
+
+
+def test_cart_opens_and_closes():
+    s = MemberState("m", 0)
+    apply_event(s, ev(1, type="add_to_cart", qty=2), 50)
+    apply_event(s, ev(2, type="remove_from_cart"), 50)
+    assert s.cart_open == 1
+    apply_event(s, ev(3), 50)
+    assert s.cart_open == 0
+
+
+def test_late_event_does_not_run_time_backwards():
+    s = MemberState("m", 0)
+    apply_event(s, ev(1, ts=T0 + 10_000), 50)
+    apply_event(s, ev(2, ts=T0), 50)
+    assert s.times == [T0 + 10_000, T0 + 10_000]
+
+
+def test_state_round_trips_through_bytes():
+    s = MemberState("m", 3)
+    for i in range(5):
+        apply_event(s, ev(i, session=str(i // 2)), 50)
+    s.episode, s.stage, s.recommendations = "abc", "active", [("i1", 0.5)]
+    assert MemberState.from_bytes(s.to_bytes()) == s
+
+
+def test_model_inputs_equal_what_training_cut():
+    """Serving and training must build the same rows from the same history."""
+    times = T0 + np.cumsum([5_400_000 * (i % 4) for i in range(70)])  # gaps 0, 1.5 h, 3 h, 4.5 h
+    events = [MemberEvent(f"e{i}", "m", int(t) / 1000, f"i{i % 9}", "purchase")
+              for i, t in enumerate(times)]
+    s = MemberState("m", 0)
+    for e in events:
+        apply_event(s, ShopEvent(event_id=e.event_id, member_id="m", type=e.type, item_id=e.item_id,
+                                 ts=int(e.ts * 1000)), 50)
+    items, types, gaps = model_inputs(s, 50)
+    t_items, t_types, t_gaps, silence, _ = sequence_rows(events, len(events), events[-1].ts, 50)
+    assert items == t_items and types == t_types and silence == 0
+    np.testing.assert_allclose(gaps, t_gaps)

@@ -1,0 +1,72 @@
+"""The member transformer: GPT-2 blocks over (item, event type, time gap).
+
+Heads: next-item scores through the tied item embedding, and churn
+probability from the newest position plus recency/frequency features.
+Copied verbatim into every export together with encoding.py.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2Model
+
+try:  # inside an export the modules sit side by side, not in a package
+    from .encoding import N_FEATURES, N_GAP_BUCKETS, N_SILENCE_BUCKETS, EVENT_TYPES, EncodedBatch
+except ImportError:  # pragma: no cover - exercised by the Triton backend
+    from encoding import N_FEATURES, N_GAP_BUCKETS, N_SILENCE_BUCKETS, EVENT_TYPES, EncodedBatch
+
+
+CHURN_WIDTH = 8
+
+
+class MemberTransformer(nn.Module):
+    def __init__(self, n_items: int, max_len: int, d_model: int, n_layers: int,
+                 n_heads: int, dropout: float):
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items, d_model, padding_idx=0)
+        self.type_emb = nn.Embedding(len(EVENT_TYPES) + 1, d_model, padding_idx=0)
+        self.gap_emb = nn.Embedding(N_GAP_BUCKETS, d_model, padding_idx=0)
+        self.blocks = GPT2Model(GPT2Config(
+            vocab_size=1, n_positions=max_len, n_embd=d_model, n_layer=n_layers,
+            n_head=n_heads, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=0.0,
+            bos_token_id=None, eos_token_id=None))
+        # The token embedding of GPT-2 is unused: we feed inputs_embeds.
+        self.blocks.wte.weight.requires_grad_(False)
+        # The churn head sees the sequence only through a narrow, dropped-out
+        # projection: with a few thousand members a wide one memorises them.
+        self.silence_emb = nn.Embedding(N_SILENCE_BUCKETS, CHURN_WIDTH)
+        self.churn_proj = nn.Sequential(nn.Dropout(0.3), nn.Linear(d_model, CHURN_WIDTH))
+        self.feature_norm = nn.BatchNorm1d(N_FEATURES)
+        self.churn_head = nn.Sequential(
+            nn.Linear(2 * CHURN_WIDTH + N_FEATURES, 32), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(32, 1))
+        self.out_norm = nn.LayerNorm(d_model)
+        for emb in (self.item_emb, self.type_emb, self.gap_emb, self.silence_emb):
+            nn.init.normal_(emb.weight, std=0.02)
+            if emb.padding_idx is not None:
+                nn.init.zeros_(emb.weight[emb.padding_idx])
+
+    def hidden(self, batch: EncodedBatch) -> torch.Tensor:
+        """[B, L, d] causal hidden states; position ids count real events only."""
+        mask = (batch.types > 0).long()
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        x = self.item_emb(batch.items) + self.type_emb(batch.types) + self.gap_emb(batch.gap_buckets)
+        out = self.blocks(inputs_embeds=x, attention_mask=mask, position_ids=positions)
+        return self.out_norm(out.last_hidden_state)
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.item_emb.weight.T
+
+    def churn_logit(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        # Stop-gradient: the churn loss must not reshape the sequence encoder,
+        # which would then memorise members instead of learning behaviour.
+        z = torch.cat([self.churn_proj(last.detach()), self.silence_emb(batch.silence_buckets),
+                       self.feature_norm(batch.features)], dim=1)
+        return self.churn_head(z).squeeze(1)
+
+    def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next-item logits [B, V] at the newest event, churn probability [B])."""
+        last = self.hidden(batch)[:, -1]
+        logits = self.item_logits(last)
+        logits[:, :2] = float("-inf")  # never recommend padding or unknown
+        return logits, torch.sigmoid(self.churn_logit(last, batch))
