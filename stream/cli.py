@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from .settings import STACK_ENV, Settings
@@ -57,6 +56,7 @@ def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> 
 @cli.command()
 def worker() -> None:
     """Run one Faust worker against the configured broker and Triton."""
+    Settings().state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     from . import topics
     from .app import app, settings
 
@@ -197,11 +197,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         cli(args=argv, prog_name="memberstream", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         return 130
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: bad flag, bad value, no such command
+        if hasattr(exc, "ctx") and type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.ctx.get_help())
+            return 0
         print(f"memberstream: {exc.format_message()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

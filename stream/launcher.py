@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
@@ -50,8 +51,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
 
 
 def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as r:
-        return r.status == 200
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except urllib.error.HTTPError:
+        return False
 
 
 def tcp_open(port: int) -> bool:

@@ -12,10 +12,12 @@ COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_u
 
 @app.page("/health")
 async def health(web, request):
+    """200 once the worker owns partitions and has recovered its table, else 503."""
     assigned = sorted(tp.partition for tp in app.consumer.assignment()
                       if tp.topic == "shop.events") if app.consumer else []
-    return web.json({"status": "ok", "model_version": scorer.model_version,
-                     "partitions": assigned})
+    ready = bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
+    return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,
+                     "partitions": assigned}, status=200 if ready else 503)
 
 
 @app.page("/metrics")

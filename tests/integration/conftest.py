@@ -1,0 +1,87 @@
+"""Real parts for the integration tests: Triton once per session, a fresh Tansu
+broker per test, workers as real processes. Everything is stopped by PID."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream.launcher import Broker, Triton, Worker, start_broker, start_triton, start_worker, wait_until
+from stream.replay import replay
+from stream.settings import Settings
+from stream.tail import messages
+
+ROOT = Path(__file__).parents[2]
+EXCERPT = ROOT / "tests" / "data" / "online-retail-excerpt.jsonl"
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory) -> Triton:
+    server = start_triton(ROOT / "triton_repo", "memberstream", tmp_path_factory.mktemp("triton"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def broker(tmp_path) -> Broker:
+    b = start_broker(tmp_path / "broker")
+    yield b
+    b.process.stop()
+
+
+class Cluster:
+    """One broker, the session's Triton, and the workers a test starts."""
+
+    def __init__(self, broker: Broker, triton: Triton, work_dir: Path, partitions: int = 4):
+        self.broker, self.triton, self.work_dir = broker, triton, work_dir
+        self.partitions = partitions
+        self.workers: list[Worker] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {"MEMBERSTREAM_BROKER_URL": self.broker.url, "MEMBERSTREAM_TRITON_URL": self.triton.grpc_url,
+               "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(self.partitions),
+               "MEMBERSTREAM_STATE_DIR": str(self.work_dir / "state")}
+        env.update({f"MEMBERSTREAM_{k.upper()}": v for k, v in extra.items()})
+        return env
+
+    def start_worker(self, **extra: str) -> Worker:
+        w = start_worker(self.env(**extra), self.work_dir, name=f"worker-{len(self.workers) + 1}")
+        self.workers.append(w)
+        return w
+
+    def replay(self, lines: list[bytes], rate: float | None = None) -> int:
+        stats = asyncio.run(replay(Path("-"), self.broker.bootstrap, self.partitions, rate=rate, lines=lines))
+        return stats.sent
+
+    def wait_processed(self, worker: Worker, n: int, timeout: float = 120) -> None:
+        wait_until(lambda: worker.processed() >= n, timeout, f"worker to take {n} records",
+                   worker.process, 0.2)
+
+    def read(self, topic: str, count: int | None = None, idle_s: float = 2.0) -> list:
+        async def collect():
+            return [m async for m in messages(self.broker.bootstrap, topic, True, count, idle_s)]
+        return asyncio.run(collect())
+
+    def read_json(self, topic: str, count: int | None = None, idle_s: float = 2.0) -> list[dict]:
+        return [orjson.loads(m.value) for m in self.read(topic, count, idle_s)]
+
+    def stop(self) -> None:
+        for w in reversed(self.workers):
+            w.process.stop()
+
+
+@pytest.fixture
+def cluster(broker, triton, tmp_path) -> Cluster:
+    c = Cluster(broker, triton, tmp_path)
+    yield c
+    c.stop()
+
+
+def excerpt_lines() -> list[bytes]:
+    return [line for line in EXCERPT.read_bytes().split(b"\n") if line.strip()]
+
+
+def settings() -> Settings:
+    return Settings(_env_file=None)

@@ -1,0 +1,35 @@
+"""The CLI says what is wrong in one line, without a traceback."""
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("replay", "/no/such/log.jsonl"), "log file not found: /no/such/log.jsonl"),
+    (("export", "--checkpoint", "/no/such.pt"), "checkpoint not found: /no/such.pt"),
+    (("demo", "--log", "/no/such/log.jsonl"), "log file not found: /no/such/log.jsonl"),
+    (("replay", "x.jsonl", "--rate", "5", "--speed", "2"), "give at most one of --max, --speed, --rate"),
+    (("tail", "crm.segments", "--count", "0"), "Invalid value for '--count'"),
+    (("replay", "--bogus"), "No such option: --bogus"),
+    (("nonsense",), "No such command 'nonsense'"),
+])
+def test_errors_are_one_line(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("up", "worker", "replay", "tail", "train", "export", "demo", "schemas"):
+        assert command in result.stdout
