@@ -14,7 +14,8 @@ runs.
    restarted worker would stop changelog recovery short of the end.
    -> `end_marker`: after each batch, one record alone in its own produce
    request closes every changelog partition the batch wrote.
-4. A parked Fetch is answered only after fetch_max_wait_ms (Faust
+4. A parked Fetch over several partitions is answered only after
+   fetch_max_wait_ms when data lands in one of them (Faust
    hard-codes 1500 ms): latency explodes. -> cap it at FETCH_MAX_WAIT_MS.
 5. JoinGroup waits half the session timeout. -> short session timeout,
    fast heartbeats.

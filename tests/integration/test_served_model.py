@@ -1,0 +1,95 @@
+"""What Triton serves equals eager PyTorch on the same export."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from models.encoding import ItemVocabulary
+from models.network import MemberTransformer
+from models.serving import predict
+from stream.launcher import LaunchError, start_triton
+from stream.member_state import MemberState, apply_event, model_inputs
+from stream.parsing import parse_event
+from stream.scorer import Row, TritonScorer
+
+from .conftest import ROOT, excerpt_lines
+
+pytestmark = pytest.mark.integration
+EXPORT = ROOT / "triton_repo" / "memberstream" / "1"
+CHURN_TOL = 1e-5   # absolute, on probabilities
+SCORE_TOL = 1e-6   # absolute, on next-item probabilities
+
+
+def eager_model():
+    hp = json.loads((EXPORT / "hparams.json").read_text())
+    vocab = ItemVocabulary.load(EXPORT / "vocab.json")
+    state = torch.load(EXPORT / "weights.pt", weights_only=True)
+    assert bytes(state.pop("_vocab_sha256").tolist()).decode() == vocab.sha256
+    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"], hp["n_heads"], 0.0)
+    model.load_state_dict(state)
+    return model.eval(), vocab, hp["top_k"]
+
+
+def excerpt_rows() -> list[Row]:
+    """Each member of the excerpt after every 7th event, at several silences."""
+    states, rows = {}, []
+    for i, line in enumerate(excerpt_lines()):
+        event = parse_event(line, None, 1 << 20)
+        if not hasattr(event, "member_id"):
+            continue
+        s = states.setdefault(event.member_id, MemberState(event.member_id, 0))
+        if s.is_duplicate(event.event_id):
+            continue
+        apply_event(s, event, 50)
+        if i % 7 == 0:
+            items, types, gaps = model_inputs(s, 50)
+            for silence in (0.0, 3 * 86400.0, 45 * 86400.0):
+                rows.append(Row(items, types, gaps, silence))
+    return rows
+
+
+def test_triton_scores_equal_eager_pytorch(triton):
+    rows = excerpt_rows()
+    assert len(rows) > 300
+
+    async def served():
+        scorer = TritonScorer(triton.grpc_url, "memberstream", 30.0, max_rows=64)  # several requests
+        await scorer.start()
+        try:
+            return await scorer.score(rows), scorer.requests
+        finally:
+            await scorer.close()
+
+    got, requests = asyncio.run(served())
+    assert requests == (len(rows) + 63) // 64
+    model, vocab, k = eager_model()
+    churn, items, scores = predict(
+        model, vocab, np.array([r.items for r in rows], dtype=object),
+        np.array([r.types for r in rows], dtype=np.int8), np.array([r.gaps for r in rows], dtype=np.float32),
+        np.array([[r.silence_s] for r in rows], dtype=np.float32), k)
+    np.testing.assert_allclose(got.churn, churn, rtol=0, atol=CHURN_TOL)
+    np.testing.assert_allclose(got.scores, scores, rtol=0, atol=SCORE_TOL)
+    for served_items, eager_items, eager_scores in zip(got.items, items, scores):
+        gaps = np.diff(eager_scores)
+        if np.all(np.abs(gaps) > SCORE_TOL):  # order is only defined between distinct scores
+            assert served_items == [i.decode() for i in eager_items]
+    assert len({c for c in got.churn.round(3)}) > 10  # the churn head is not constant
+
+
+def test_triton_refuses_weights_trained_on_another_vocabulary(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "triton_repo" / "memberstream", repo / "memberstream")
+    vocab_path = repo / "memberstream" / "1" / "vocab.json"
+    data = orjson.loads(vocab_path.read_bytes())
+    vocab = ItemVocabulary(data["items"][::-1], data["counts"][::-1])  # self-consistent, but not the trained one
+    vocab.save(vocab_path)
+    with pytest.raises(LaunchError, match="Triton exited"):
+        start_triton(repo, "memberstream", tmp_path / "work", timeout=60)
+    assert "disagree" in Path(tmp_path / "work" / "triton.log").read_text()
