@@ -80,14 +80,29 @@ def test_fast_and_slow_replays_decide_the_same(triton, tmp_path):
     # The slow replay is cut into many more batches ...
     assert slow_requests > 2 * fast_requests
     # ... and yet the alerts are the same, id for id and field for field.
-    strip = lambda alerts: sorted((a | {"emitted_at": None} for a in alerts), key=lambda a: a["alert_id"])  # noqa: E731
+    # (churn_probability is rounded to 4 places; float noise may move the last one)
+    strip = lambda alerts: sorted((a | {"emitted_at": None, "churn_probability": None} for a in alerts),  # noqa: E731
+                                  key=lambda a: a["alert_id"])
     assert fast_alerts and strip(fast_alerts) == strip(slow_alerts)
-    # Recommendations: the same list for the same newest event, and the same final list.
+    p_fast = {a["alert_id"]: a["churn_probability"] for a in fast_alerts}
+    for a in slow_alerts:
+        assert abs(a["churn_probability"] - p_fast[a["alert_id"]]) <= 1e-4
+    # Recommendations: the same items in the same ranks for the same newest event, and the
+    # same final lists. Scores may differ in the last float bits: the model's matrix
+    # products are not bit-identical across batch sizes (seen: 0.02336 vs 0.023361).
+    def same(a, b):
+        return ([(i["item_id"], i["rank"]) for i in a] == [(i["item_id"], i["rank"]) for i in b]
+                and all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)))
+
     by_event = lambda recs: {r["based_on"]: r["items"] for r in recs}  # noqa: E731
     fast, slow = by_event(fast_recs), by_event(slow_recs)
     common = fast.keys() & slow.keys()
     assert len(common) >= 20
     for based_on in common:
-        assert fast[based_on] == slow[based_on], based_on
-    final = lambda recs: {r["member_id"]: (r["based_on"], r["items"]) for r in recs}  # noqa: E731
-    assert final(fast_recs) == final(slow_recs)
+        assert same(fast[based_on], slow[based_on]), based_on
+    final = lambda recs: {r["member_id"]: r for r in recs}  # noqa: E731
+    fast_final, slow_final = final(fast_recs), final(slow_recs)
+    assert fast_final.keys() == slow_final.keys()
+    for member, rec in fast_final.items():
+        assert rec["based_on"] == slow_final[member]["based_on"]
+        assert same(rec["items"], slow_final[member]["items"]), member
