@@ -42,6 +42,8 @@ def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> 
         path = write_stack_env(stack, settings)
         say(f"recorded in {path}; `memberstream replay FILE` and `memberstream tail TOPIC` find it")
         say("Ctrl-C stops everything")
+        # Also when started in the background, where a shell may have SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             while True:

@@ -1,8 +1,7 @@
 """Dead letters: the original bytes, untouched, with headers naming the error."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from .event_time import now_rfc3339
 from .parsing import Rejected
 
 
@@ -13,5 +12,5 @@ def dead_letter_headers(rejected: Rejected, topic: str, partition: int, offset: 
         ("source_topic", topic.encode()),
         ("source_partition", str(partition).encode()),
         ("source_offset", str(offset).encode()),
-        ("rejected_at", datetime.now(timezone.utc).isoformat(timespec="milliseconds").encode()),
+        ("rejected_at", now_rfc3339().encode()),
     ]

@@ -41,8 +41,8 @@ class Record:
 @dataclass(slots=True)
 class Outgoing:
     topic: str
-    key: bytes
-    value: bytes
+    key: Optional[bytes]  # None only for a dead letter whose original had no key
+    value: Optional[bytes]
     headers: Optional[list] = None
 
 
@@ -125,7 +125,7 @@ class MemberProcessor:
         for rec in records:
             event = parse_event(rec.value, rec.key, self.s.max_event_bytes)
             if isinstance(event, Rejected):
-                out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key or b"", rec.value or b"",
+                out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value,
                                             dead_letter_headers(event, topics.SHOP_EVENTS,
                                                                 rec.partition, rec.offset)))
                 out.counts["dead_lettered"] += 1

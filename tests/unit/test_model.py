@@ -61,3 +61,12 @@ def test_train_export_and_serve_a_small_model(tmp_path):
     assert a[1].tolist() == b[1].tolist() and np.allclose(a[0], b[0]) and a[2].shape == (1, 5)
     batch = encode(trained.vocab, rows["item_ids"], rows["types"], rows["gaps"], rows["silence"])
     assert batch.items.shape == (1, 50) and int(batch.types[0, 0]) == 0
+
+
+def test_shipped_export_runs_the_code_in_models():
+    """triton_repo holds copies of the inference code: they must be today's code."""
+    from models.export import HERE, SERVED_CODE
+
+    shipped = Path(__file__).parents[2] / "triton_repo" / "memberstream" / "1"
+    for src, dst in SERVED_CODE.items():
+        assert (shipped / dst).read_text() == (HERE / src).read_text(), f"re-export: {dst} differs from models/{src}"
