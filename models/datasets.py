@@ -101,3 +101,68 @@ def contract_events(events: Iterable[MemberEvent]) -> Iterator[dict]:
         if e.session_id is not None:
             out["session_id"] = e.session_id
         yield out
+
+
+YOOCHOOSE = "yoochoose-100k/yoochoose-clicks-100k_{part}.txt"
+YOOCHOOSE_REFERENCES = "yoochoose-100k/reference-recommendations"
+DIGINETICA = "diginetica-sample/sample_train-item-views.csv"
+CDNOW = "cdnow/CDNOW_master.txt"
+
+
+def _sessions(rows: Iterable[tuple[str, str, float]], event_type: str,
+              prefix: str) -> dict[str, list[MemberEvent]]:
+    """(session, item, ts) rows -> sessions of events sorted by time, file order on ties."""
+    out: dict[str, list[MemberEvent]] = {}
+    for n, (session, item, ts) in enumerate(rows):
+        out.setdefault(session, []).append(MemberEvent(
+            event_id=f"{prefix}-{n}", member_id=session, ts=ts, item_id=item,
+            type=event_type, session_id=session))
+    for events in out.values():
+        events.sort(key=lambda e: e.ts)  # stable: file order on equal times
+    return out
+
+
+def yoochoose(data_dir: Path, part: str) -> dict[str, list[MemberEvent]]:
+    """A YooChoose-100k split (`train_full`, `train_tr`, `train_valid`, `test`) as click sessions."""
+    return read_yoochoose(_open_data(data_dir, YOOCHOOSE.format(part=part)), part)
+
+
+def read_yoochoose(path: Path, part: str = "file") -> dict[str, list[MemberEvent]]:
+    with path.open() as fh:
+        if next(fh).split() != ["SessionId", "ItemId", "Time"]:
+            raise DataError(f"{path}: expected the header SessionId ItemId Time")
+        rows = [(s, i, float(t)) for s, i, t in (line.split("\t") for line in fh)]
+    return _sessions(rows, "click", f"yc-{part}")
+
+
+def diginetica(data_dir: Path) -> dict[str, list[MemberEvent]]:
+    """Diginetica item views as sessions; ts = event date + the session's time frame."""
+    path = _open_data(data_dir, DIGINETICA)
+    rows = []
+    with path.open() as fh:
+        reader = csv.DictReader(fh, delimiter=";")
+        for row in reader:
+            day = datetime.strptime(row["eventdate"], "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            rows.append((row["session_id"], row["item_id"],
+                         day.timestamp() + int(row["timeframe"]) / 1000.0))
+    return _sessions(rows, "view", "dg")
+
+
+def cdnow(data_dir: Path) -> list[MemberEvent]:
+    """CDNOW purchase lines (one per customer and day) as purchase events.
+
+    The data has no items: every event's item is "cd", its quantity the
+    number of CDs and its price the mean price per CD that day.
+    """
+    path = _open_data(data_dir, CDNOW)
+    events = []
+    with path.open() as fh:
+        next(fh)
+        for n, line in enumerate(fh):
+            customer, day, cds, dollars = line.split()
+            ts = datetime.strptime(day, "%Y%m%d").replace(tzinfo=timezone.utc).timestamp()
+            qty = int(cds)
+            events.append(MemberEvent(
+                event_id=f"cdnow-{n}", member_id=customer, ts=ts, item_id="cd", type="purchase",
+                quantity=max(1, qty), price=round(float(dollars) / max(1, qty), 4)))
+    return sort_events(events)

@@ -105,6 +105,10 @@ class EncodedBatch:
     silence_buckets: torch.Tensor  # [B] int64
     features: torch.Tensor   # [B, N_FEATURES] float32
 
+    def to(self, device) -> "EncodedBatch":
+        return EncodedBatch(*(t.to(device) for t in (
+            self.items, self.types, self.gap_buckets, self.silence_buckets, self.features)))
+
 
 def encode(vocab: ItemVocabulary, item_ids: np.ndarray, types: np.ndarray,
            gaps: np.ndarray, silence: np.ndarray) -> EncodedBatch:

@@ -3,7 +3,10 @@
 A sample is what the streaming system would send to the model for that
 member at that moment (the last `max_len` events, their gaps, the silence
 since the newest one), plus the labels: the next item after each event and
-whether the member stays silent for the churn horizon after the cut.
+whether the member stays silent during an observation window after the cut.
+The window is the churn horizon where the data reaches that far and shorter
+near the end of the data (never shorter than `min_window_days`); the churn
+head is a survival model and learns from windows of any length.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ class SampleArrays:
     gaps: np.ndarray       # [N, L] float32
     silence: np.ndarray    # [N, 1] float32
     next_items: np.ndarray  # [N, L] object (bytes): the item after each event, b"" if none
-    churned: np.ndarray    # [N] float32: 1 = no event within the horizon, NaN = unknown
+    churned: np.ndarray    # [N] float32: 1 = no event within the window, NaN = unknown
+    windows: np.ndarray    # [N] float32: observation window in days, NaN = unknown
 
     def __len__(self) -> int:
         return len(self.churned)
@@ -54,16 +58,16 @@ def sequence_rows(events: list[MemberEvent], end: int, cut_ts: float, max_len: i
 
 
 def cut_samples(histories: dict[str, list[MemberEvent]], start_ts: float, label_end_ts: float,
-                step_days: int, horizon_days: int, max_len: int, seed: int,
-                event_cuts_per_member: int = 5) -> SampleArrays:
+                step_days: int, horizon_days: float, max_len: int, seed: int,
+                event_cuts_per_member: int = 5, min_window_days: float = 7.0) -> SampleArrays:
     """Samples at calendar cuts every `step_days` and at some of each member's own events.
 
-    A cut at time c is labelled only when c + horizon <= label_end_ts, so no
-    label looks past the data the caller allows.
+    A cut at time c is labelled over the window (c, c + w] with
+    w = min(horizon, label_end_ts - c) >= min_window_days, so no label looks
+    past the data the caller allows.
     """
     rng = random.Random(seed)
-    horizon = horizon_days * DAY
-    last_cut = label_end_ts - horizon
+    last_cut = label_end_ts - min_window_days * DAY
     calendar = np.arange(start_ts + step_days * DAY, last_cut + 1, step_days * DAY)
     rows = []
     for member in sorted(histories):
@@ -74,11 +78,34 @@ def cut_samples(histories: dict[str, list[MemberEvent]], start_ts: float, label_
         cuts += rng.sample(own, min(event_cuts_per_member, len(own)))
         for c in cuts:
             end = int(np.searchsorted(times, c, side="right"))
-            churned = float(not np.any((times > c) & (times <= c + horizon)))
-            rows.append((*sequence_rows(events, end, c, max_len), churned))
-    item_ids, types, gaps, silence, nxt, churned = zip(*rows)
+            window = min(horizon_days * DAY, label_end_ts - c)
+            churned = float(not np.any((times > c) & (times <= c + window)))
+            rows.append((*sequence_rows(events, end, c, max_len), churned, window / DAY))
+    return _arrays(rows)
+
+
+def session_samples(sessions: dict[str, list[MemberEvent]], max_len: int) -> SampleArrays:
+    """Next-item samples from sessions: every transition of every session once.
+
+    A session longer than `max_len` is cut into overlapping windows so that
+    each of its clicks is a target exactly once. Sessions carry no churn label.
+    """
+    rows = []
+    for key in sorted(sessions):
+        events = sessions[key]
+        end = len(events)
+        while end >= 2:
+            rows.append((*sequence_rows(events, end, events[end - 1].ts, max_len),
+                         float("nan"), float("nan")))
+            end -= max_len - 1
+    return _arrays(rows)
+
+
+def _arrays(rows: list) -> SampleArrays:
+    item_ids, types, gaps, silence, nxt, churned, windows = zip(*rows)
     return SampleArrays(
         item_ids=np.array(item_ids, dtype=object), types=np.array(types, dtype=np.int8),
         gaps=np.array(gaps, dtype=np.float32),
         silence=np.array(silence, dtype=np.float32).reshape(-1, 1),
-        next_items=np.array(nxt, dtype=object), churned=np.array(churned, dtype=np.float32))
+        next_items=np.array(nxt, dtype=object), churned=np.array(churned, dtype=np.float32),
+        windows=np.array(windows, dtype=np.float32))

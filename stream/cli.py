@@ -139,6 +139,28 @@ def export(checkpoint: Path = typer.Option(CHECKPOINT, help="from `memberstream 
     say(f"exported to {out}")
 
 
+@cli.command()
+def evaluate(dataset: str = typer.Argument(..., help="yoochoose, cdnow, online-retail or diginetica"),
+             predictions: Optional[Path] = typer.Option(None, help="write every prediction to this file"),
+             results: Optional[Path] = typer.Option(None, help="write the tables as JSON to this file"),
+             validation: bool = typer.Option(False, help="tuning split: training data only, no test")) -> None:
+    """Train on a public data set's training split and compare with baselines (docs/model.md)."""
+    from models.evaluation.report import write_json
+    from models.evaluation.runs import RUNS, run
+
+    if dataset not in RUNS:
+        raise CliError(f"unknown data set {dataset!r}; choose from {', '.join(RUNS)}")
+    for path in (predictions, results):
+        if path is not None and path.is_dir():
+            raise CliError(f"{path} is a directory, expected a file path")
+    result, text = run(dataset, Settings().data_dir, predictions, validation, progress=say)
+    write_json(results, {"dataset": dataset, "validation": validation, **result})
+    say("")
+    say(text)
+    if predictions is not None:
+        say(f"\npredictions written to {predictions}")
+
+
 @cli.command("make-log")
 def make_log(out: Path = typer.Option(DEMO_LOG), every: int = typer.Option(
         8, min=1, help="keep one member in EVERY (by member id)")) -> None:

@@ -44,9 +44,9 @@ def test_up_then_replay_and_tail_from_another_terminal(tmp_path):
         dead = [orjson.loads(line) for line in tail.stdout.splitlines()]
         assert len(dead) == 22 and all(d["topic"] == "shop.events.dlq" for d in dead)
         assert sum(d["headers"]["error"] == "NOT_JSON" for d in dead) == 1
-        alerts = client("tail", "crm.churn-alerts", "--from-beginning", "--count", "5")
+        alerts = client("tail", "crm.churn-alerts", "--from-beginning", "--count", "6")
         assert sorted(orjson.loads(l)["member_id"] for l in alerts.stdout.splitlines()) == [
-            "12707", "14162", "14841", "16781", "17460"]
+            "12707", "14162", "15326", "16587", "16781", "17848"]
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(60)

@@ -116,16 +116,17 @@ def _last_event_before(alert) -> str:
 # Pinned to the shipped model (triton_repo/memberstream/1). Retraining changes
 # these on purpose: re-read them from a run and review them before updating.
 EXPECTED_ALERTS = {
-    ("17460", "2011-01-16T15:14:00.000Z", ("INACTIVE_45D",)),
-    ("14841", "2011-02-14T10:28:00.000Z", ("INACTIVE_60D", "SINGLE_PURCHASE")),
-    ("16781", "2011-01-31T14:26:00.000Z", ("INACTIVE_60D", "SINGLE_PURCHASE")),
-    ("14162", "2011-03-13T12:32:00.000Z", ("INACTIVE_21D", "SINGLE_PURCHASE")),
+    ("17848", "2010-12-23T18:38:00.000Z", ("INACTIVE_7D", "SINGLE_PURCHASE")),
+    ("16781", "2010-12-09T14:26:00.000Z", ("INACTIVE_7D", "SINGLE_PURCHASE")),
+    ("15326", "2011-01-17T11:38:00.000Z", ("INACTIVE_7D", "SINGLE_PURCHASE")),
+    ("14162", "2011-02-27T12:32:00.000Z", ("INACTIVE_7D", "SINGLE_PURCHASE")),
     ("12707", "2011-04-22T08:38:00.000Z", ("INACTIVE_60D", "SINGLE_PURCHASE")),
+    ("16587", "2011-04-28T15:51:00.000Z", ("INACTIVE_7D", "SINGLE_PURCHASE")),
 }
 EXPECTED_FINAL_TOP5 = {
-    "16781": ("or-536759-16", ["48185", "48188", "48111", "48194", "21314"]),
-    "13192": ("or-553703-32", ["21755", "21754", "21756", "21034", "21340"]),
-    "17654": ("or-545835-21", ["22625", "22624", "22626", "22627", "22467"]),
+    "16781": ("or-536759-16", ["48111", "48129", "21524", "48194", "48184"]),
+    "13192": ("or-553703-32", ["21755", "21754", "84879", "22501", "84755"]),
+    "17654": ("or-545835-21", ["22624", "22625", "21259", "82483", "21755"]),
 }
 
 
@@ -135,7 +136,7 @@ def test_specific_members_get_the_expected_alerts_and_recommendations(run):
     alerts = cluster.read_json(topics.CHURN_ALERTS, count=int(m["memberstream_alerts_total"]))
     got = {(a["member_id"], a["event_time"], tuple(r["code"] for r in a["reasons"])) for a in alerts}
     assert got == EXPECTED_ALERTS
-    assert {a["alert_id"] for a in alerts if a["member_id"] == "17460"} == {"43e70756feee0bd064aa2cb8fb533c49"}
+    assert {a["alert_id"] for a in alerts if a["member_id"] == "12707"} == {"d04d84b53474ec081ef1f4ff47534f99"}
     recs = cluster.read_json(topics.RECOMMENDATIONS, count=int(m["memberstream_recommendation_updates_total"]))
     final = {r["member_id"]: r for r in recs}
     for member, (based_on, top5) in EXPECTED_FINAL_TOP5.items():

@@ -32,7 +32,8 @@ def eager_model():
     vocab = ItemVocabulary.load(EXPORT / "vocab.json")
     state = torch.load(EXPORT / "weights.pt", weights_only=True)
     assert bytes(state.pop("_vocab_sha256").tolist()).decode() == vocab.sha256
-    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"], hp["n_heads"], 0.0)
+    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"], hp["n_heads"], 0.0,
+                             hp["churn_horizon_days"])
     model.load_state_dict(state)
     return model.eval(), vocab, hp["top_k"]
 

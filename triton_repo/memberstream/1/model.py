@@ -37,7 +37,8 @@ class TritonPythonModel:
         if params.get("vocab_sha256", self.vocab.sha256) != self.vocab.sha256:
             raise pb_utils.TritonModelException("config.pbtxt vocab_sha256 disagrees with vocab.json")
         self.model = MemberTransformer(len(self.vocab), hp["max_len"], hp["d_model"],
-                                       hp["n_layers"], hp["n_heads"], 0.0)
+                                       hp["n_layers"], hp["n_heads"], 0.0,
+                                       hp["churn_horizon_days"])
         self.model.load_state_dict(state)
         self.model.eval()
         self.k = hp["top_k"]

@@ -2,12 +2,20 @@
 
 Heads: next-item scores through the tied item embedding, and churn
 probability from the newest position plus recency/frequency features.
+
+The churn head is a mixture-cure survival model: it gives the probability
+`p_gone` that the member has left for good and the daily event rate `rate`
+if they have not, so that P(no event within w days) = p_gone + (1 - p_gone)
+* exp(-rate * w) for any window w. Training can therefore use every
+observation window the data allows (short ones near its end included) and
+serving reports the window the deployment calls churn (`churn_horizon_days`).
 Copied verbatim into every export together with encoding.py.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import GPT2Config, GPT2Model
 
 try:  # inside an export the modules sit side by side, not in a package
@@ -21,8 +29,9 @@ CHURN_WIDTH = 8
 
 class MemberTransformer(nn.Module):
     def __init__(self, n_items: int, max_len: int, d_model: int, n_layers: int,
-                 n_heads: int, dropout: float):
+                 n_heads: int, dropout: float, churn_horizon_days: float = 90.0):
         super().__init__()
+        self.churn_horizon_days = float(churn_horizon_days)
         self.item_emb = nn.Embedding(n_items, d_model, padding_idx=0)
         self.type_emb = nn.Embedding(len(EVENT_TYPES) + 1, d_model, padding_idx=0)
         self.gap_emb = nn.Embedding(N_GAP_BUCKETS, d_model, padding_idx=0)
@@ -39,7 +48,7 @@ class MemberTransformer(nn.Module):
         self.feature_norm = nn.BatchNorm1d(N_FEATURES)
         self.churn_head = nn.Sequential(
             nn.Linear(2 * CHURN_WIDTH + N_FEATURES, 32), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(32, 1))
+            nn.Linear(32, 2))
         self.out_norm = nn.LayerNorm(d_model)
         for emb in (self.item_emb, self.type_emb, self.gap_emb, self.silence_emb):
             nn.init.normal_(emb.weight, std=0.02)
@@ -57,16 +66,32 @@ class MemberTransformer(nn.Module):
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_emb.weight.T
 
-    def churn_logit(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    def churn_params(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """[B, 2]: logit of p_gone, log of the daily rate while not gone."""
         # Stop-gradient: the churn loss must not reshape the sequence encoder,
         # which would then memorise members instead of learning behaviour.
         z = torch.cat([self.churn_proj(last.detach()), self.silence_emb(batch.silence_buckets),
                        self.feature_norm(batch.features)], dim=1)
-        return self.churn_head(z).squeeze(1)
+        return self.churn_head(z)
+
+    @staticmethod
+    def log_quiet(params: torch.Tensor, window_days: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log P(no event within window), log P(some event within window))."""
+        gone, log_rate = params[:, 0], params[:, 1].clamp(-12.0, 6.0)
+        decay = torch.exp(log_rate) * window_days
+        log_stay = F.logsigmoid(-gone)
+        quiet = torch.logaddexp(F.logsigmoid(gone), log_stay - decay)
+        active = log_stay + torch.log(-torch.expm1(-decay.clamp(min=1e-6)))
+        return quiet, active
+
+    def churn_probability(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        window = torch.full((last.shape[0],), self.churn_horizon_days, dtype=last.dtype,
+                            device=last.device)
+        return torch.exp(self.log_quiet(self.churn_params(last, batch), window)[0])
 
     def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(next-item logits [B, V] at the newest event, churn probability [B])."""
         last = self.hidden(batch)[:, -1]
         logits = self.item_logits(last)
         logits[:, :2] = float("-inf")  # never recommend padding or unknown
-        return logits, torch.sigmoid(self.churn_logit(last, batch))
+        return logits, self.churn_probability(last, batch)

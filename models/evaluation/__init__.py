@@ -1,0 +1,1 @@
+"""Offline evaluation against baselines and published references (docs/model.md)."""
