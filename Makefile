@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test unit integration demo model schemas bench clean
+.PHONY: venv test unit integration demo model evaluate schemas bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ demo: $(STAMP)
 model: $(STAMP)
 	$(BIN)/memberstream train
 	$(BIN)/memberstream export
+
+# Every offline evaluation of docs/model.md (about 15 minutes on 2 cores).
+EVAL_OUT := .memberstream/evaluation
+evaluate: $(STAMP)
+	@mkdir -p $(EVAL_OUT)
+	for d in yoochoose cdnow online-retail diginetica; do \
+	  $(BIN)/memberstream evaluate $$d --predictions $(EVAL_OUT)/$$d-predictions.csv \
+	    --results docs/results/$$d.json || exit 1; done
 
 schemas: $(STAMP)
 	$(BIN)/memberstream schemas

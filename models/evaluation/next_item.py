@@ -8,6 +8,7 @@ computation), trained from scratch on the training sessions only.
 from __future__ import annotations
 
 import csv
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,6 +49,14 @@ def points(sessions: dict[str, list[MemberEvent]]) -> list[Point]:
 def in_time_order(sessions: dict[str, list[MemberEvent]]) -> list[list[str]]:
     ordered = sorted(sessions.items(), key=lambda kv: (kv[1][0].ts, kv[0]))
     return [[e.item_id for e in ev] for _, ev in ordered]
+
+
+def time_ranges(train: dict[str, list[MemberEvent]], test: dict[str, list[MemberEvent]]) -> dict:
+    """Event-time extent of both sides, recorded with every result (a temporal split shows here)."""
+    iso = lambda ts: datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    span = lambda d: (min(ev[0].ts for ev in d.values()), max(ev[-1].ts for ev in d.values()))  # noqa: E731
+    (a, b), (c, d) = span(train), span(test)
+    return {"train_events": [iso(a), iso(b)], "test_events": [iso(c), iso(d)]}
 
 
 def transformer_lists(trained: Trained, pts: list[Point], k: int = LIST_LENGTH,
@@ -106,7 +115,7 @@ def evaluate(train: dict[str, list[MemberEvent]], test: dict[str, list[MemberEve
         ranks[model.name] = [rank_of(p.target, model.recommend(p.history, K)) for p in pts]
     full = [{"model": name, **next_item_metrics(r, K)} for name, r in ranks.items()]
     result = {"full": full, "train_seconds": trained.metrics["train_seconds"],
-              "config": config.to_dict()}
+              "config": config.to_dict(), **time_ranges(train, test)}
     if references is not None:
         refs = read_references(references)
         index = {(p.session, p.position): n for n, p in enumerate(pts)}

@@ -18,7 +18,7 @@ from models.evaluation import next_item
 from models.evaluation.runs import SESSION_CONFIG
 from models.network import MemberTransformer
 from models.samples import cut_samples, session_samples
-from models.train import train
+from models.train import train, train_sessions
 
 DATA = Path(__file__).parents[3] / "shared" / "data"
 EXCERPT = Path(__file__).parents[1] / "data"
@@ -126,3 +126,13 @@ def test_shipped_export_runs_the_code_in_models():
     shipped = Path(__file__).parents[2] / "triton_repo" / "memberstream" / "1"
     for src, dst in SERVED_CODE.items():
         assert (shipped / dst).read_text() == (HERE / src).read_text(), f"re-export: {dst} differs from models/{src}"
+
+
+def test_training_is_seeded_and_reproducible():
+    sessions = read_yoochoose(EXCERPT / "yoochoose-excerpt-train.txt")
+    small = {k: sessions[k] for k in sorted(sessions)[:300]}
+    config = replace(SESSION_CONFIG, epochs=1)
+    a, b = train_sessions(small, config), train_sessions(small, config)
+    assert a.vocab.sha256 == b.vocab.sha256
+    for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(x, y), name
