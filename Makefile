@@ -31,7 +31,7 @@ model: $(STAMP)
 	$(BIN)/memberstream train
 	$(BIN)/memberstream export
 
-# Every offline evaluation of docs/model.md (about 15 minutes on 2 cores).
+# Every offline evaluation of docs/model.md (about 12 minutes on 2 cores).
 EVAL_OUT := .memberstream/evaluation
 evaluate: $(STAMP)
 	@mkdir -p $(EVAL_OUT)

@@ -64,8 +64,7 @@ def evaluate(model: MemberTransformer, vocab: ItemVocabulary, samples: SampleArr
         known = target > UNKNOWN_ID
         hits = 0
         for i in range(0, len(samples), 512):  # the logits of all positions at once are large
-            logits = model.item_logits(hidden[i:i + 512])
-            logits[..., :2] = float("-inf")
+            logits = model.recommendable_logits(hidden[i:i + 512])
             top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
             hits += int(((top == target[i:i + 512, :, None]).any(-1) & known[i:i + 512]).sum())
     labelled = ~np.isnan(samples.churned)

@@ -69,9 +69,7 @@ class BGNBD:
         hyp = hyp2f1(r + x, b + x, a + b + x - 1, z)
         head = (a + b + x - 1) / (a - 1)
         body = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp
-        denom = 1 + np.where(x > 0, a / (b + np.maximum(x, 1) - 1)
-                             * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
-        return head * body / denom
+        return head * body * self.p_alive(x, t_x, T)
 
 
 def hyp2f1(a, b, c, z, terms: int = 2000, tol: float = 1e-14) -> np.ndarray:

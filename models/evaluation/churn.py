@@ -89,7 +89,8 @@ def rfm(histories: dict[str, list[MemberEvent]], members: list[str], cutoff_ts: 
 def evaluate_churn(events: list[MemberEvent], start_ts: float, cutoff_ts: float,
                    holdout_end_ts: float, config: TrainConfig, threshold: float,
                    predictions: Path | None, id_column: str,
-                   progress: Callable[[str], None] = print) -> tuple[dict, Trained, CutoffRows]:
+                   progress: Callable[[str], None] = print) -> tuple[dict, CutoffRows, list[list[str]]]:
+    """Churn table at the cutoff; also the rows scored and each member's top-k items."""
     histories = by_member(events)
     calibration = {m: [e for e in ev if e.ts < cutoff_ts] for m, ev in histories.items()}
     calibration = {m: ev for m, ev in calibration.items() if ev}
@@ -101,7 +102,7 @@ def evaluate_churn(events: list[MemberEvent], start_ts: float, cutoff_ts: float,
     trained = train(calibration, start_ts, cutoff_ts, config, progress)
     rows = stream_rows([e for ev in calibration.values() for e in ev], cutoff_ts,
                        config.model.max_len)
-    churn, _ = score(trained, rows, config.model.top_k)
+    churn, top = score(trained, rows, config.model.top_k)
     labels = np.array([float(not any(cutoff_ts <= e.ts < holdout_end_ts for e in histories[m]))
                        for m in rows.members])
     if predictions is not None:
@@ -125,12 +126,14 @@ def evaluate_churn(events: list[MemberEvent], start_ts: float, cutoff_ts: float,
               "threshold": threshold, "churn": table,
               "bgnbd": {"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b},
               "train": trained.metrics, "config": config.to_dict()}
-    return result, trained, rows
+    return result, rows, top
 
 
 def evaluate_next_purchase(events: list[MemberEvent], cutoff_ts: float, holdout_end_ts: float,
-                           trained: Trained, rows: CutoffRows, k: int = 20) -> list[dict]:
+                           rows: CutoffRows, top: list[list[str]], k: int = 20) -> list[dict]:
     """HR@k / NDCG@k of each returning member's top-k at the cutoff against holdout purchases.
+
+    `rows` and `top` are what `evaluate_churn` scored: the transformer's lists.
 
     Split into repeat items (bought before the cutoff) and new items; a member
     counts in a split when they buy at least one item of that kind.
@@ -168,7 +171,6 @@ def evaluate_next_purchase(events: list[MemberEvent], cutoff_ts: float, holdout_
         last = {item: n for n, item in enumerate(history)}
         return pop.order({i: c[i] + last[i] / (10 * len(history)) for i in c}, k)
 
-    _, top = score(trained, rows, k)
     lists = {"transformer": dict(zip(rows.members, top)),
              "popularity": {m: pop.recommend([], k) for m in rows.members},
              "co-occurrence": {m: cooccurrence(before[m]) for m in rows.members},

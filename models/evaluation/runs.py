@@ -5,6 +5,7 @@ docs/model.md); each run prints its tables and returns them as a dict.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,10 @@ ALERT_THRESHOLD = 0.6
 SESSION_CONFIG = TrainConfig(
     epochs=20, batch_size=128, lr=3e-3, churn_weight=0.0, item_loss_positions=20,
     model=ModelConfig(max_len=20, d_model=64, min_item_count=1, dropout=0.4))
+
+
+def _with_model(config: TrainConfig, **changes) -> TrainConfig:
+    return replace(config, model=replace(config.model, **changes))
 
 
 def _day(y: int, m: int, d: int) -> float:
@@ -80,8 +85,7 @@ def diginetica_split(sessions: dict, validation: bool):
 
 # The Diginetica sample is small and sparse (7,140 items in 12,390 views);
 # dropout 0.3 was the best of 0.1..0.5 on its validation split (docs/model.md).
-DIGINETICA_CONFIG = TrainConfig(**{**SESSION_CONFIG.__dict__, "model": ModelConfig(
-    **{**SESSION_CONFIG.model.__dict__, "dropout": 0.3})})
+DIGINETICA_CONFIG = _with_model(SESSION_CONFIG, dropout=0.3)
 
 
 def run_diginetica(data_dir: Path, predictions: Path | None, validation: bool = False,
@@ -112,8 +116,7 @@ def run_cdnow(data_dir: Path, predictions: Path | None, validation: bool = False
     events = cdnow(data_dir)
     if validation:
         cutoff, end = _day(1997, 7, 1), _day(1997, 10, 1)
-        config = TrainConfig(**{**config.__dict__, "model": ModelConfig(
-            **{**config.model.__dict__, "churn_horizon_days": (end - cutoff) / DAY})})
+        config = _with_model(config, churn_horizon_days=(end - cutoff) / DAY)
     else:
         cutoff, end = _day(1997, 10, 1), _day(1998, 7, 1)
     result, _, _ = churn.evaluate_churn(events, _day(1997, 1, 1), cutoff, end, config,
@@ -138,16 +141,15 @@ def run_online_retail(data_dir: Path, predictions: Path | None, validation: bool
     """
     if validation:
         cutoff, end = _day(2011, 1, 15), _day(2011, 3, 1)
-        config = TrainConfig(**{**config.__dict__, "model": ModelConfig(
-            **{**config.model.__dict__, "churn_horizon_days": (end - cutoff) / DAY})})
+        config = _with_model(config, churn_horizon_days=(end - cutoff) / DAY)
     else:
         cutoff, end = _day(2011, 3, 1), _day(2011, 6, 1)
     events = [e for e in online_retail(data_dir) if e.ts < end]
-    result, trained, rows = churn.evaluate_churn(
+    result, rows, top = churn.evaluate_churn(
         events, _day(2010, 12, 1), cutoff, end, config, ALERT_THRESHOLD, predictions,
         "member_id", progress)
     result["split"] = _split(cutoff, end)
-    result["next_purchase"] = churn.evaluate_next_purchase(events, cutoff, end, trained, rows)
+    result["next_purchase"] = churn.evaluate_next_purchase(events, cutoff, end, rows, top)
     cols = ["model"] + [f"{s} {m}" for s in ("all", "repeat", "new")
                         for m in ("members", "hr@20", "ndcg@20")]
     return result, "\n\n".join([

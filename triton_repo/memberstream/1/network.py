@@ -66,6 +66,12 @@ class MemberTransformer(nn.Module):
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_emb.weight.T
 
+    def recommendable_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Item logits with padding and unknown ruled out: they are never recommended."""
+        logits = self.item_logits(hidden)
+        logits[..., :2] = float("-inf")
+        return logits
+
     def churn_params(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """[B, 2]: logit of p_gone, log of the daily rate while not gone."""
         # Stop-gradient: the churn loss must not reshape the sequence encoder,
@@ -92,6 +98,5 @@ class MemberTransformer(nn.Module):
     def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(next-item logits [B, V] at the newest event, churn probability [B])."""
         last = self.hidden(batch)[:, -1]
-        logits = self.item_logits(last)
-        logits[:, :2] = float("-inf")  # never recommend padding or unknown
+        logits = self.recommendable_logits(last)
         return logits, self.churn_probability(last, batch)
