@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test unit integration demo model evaluate schemas bench clean
+.PHONY: venv test unit integration demo model evaluate schemas bench bench-gpu profile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ evaluate: $(STAMP)
 	for d in yoochoose cdnow online-retail diginetica; do \
 	  $(BIN)/memberstream evaluate $$d --predictions $(EVAL_OUT)/$$d-predictions.csv \
 	    --results docs/results/$$d.json || exit 1; done
+
+# Throughput against its ceilings, measured in one run (bench/RESULTS.md).
+bench: $(STAMP)
+	$(BIN)/memberstream bench
+
+# The GPU serving path (needs an NVIDIA GPU; bench/RESULTS-gpu.md).
+bench-gpu: $(STAMP)
+	$(BIN)/python -m bench.gpu
+
+# Where the pipeline's time goes (py-spy; bench/PROFILE.md).
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile_pipeline
 
 schemas: $(STAMP)
 	$(BIN)/memberstream schemas

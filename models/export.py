@@ -41,14 +41,30 @@ output [
   {{ name: "TOP_SCORES" data_type: TYPE_FP32 dims: [ {K} ] }}
 ]
 dynamic_batching {{
-  preferred_batch_size: [ 64, 256 ]
-  max_queue_delay_microseconds: 200
+  preferred_batch_size: [ {preferred} ]
+  max_queue_delay_microseconds: {delay_us}
 }}
-instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+instance_group [ {{ kind: {kind} count: 1 }} ]
 version_policy: {{ latest: {{ num_versions: 1 }} }}
 parameters {{ key: "vocab_sha256" value: {{ string_value: "{sha}" }} }}
 parameters {{ key: "torch_threads" value: {{ string_value: "{threads}" }} }}
+parameters {{ key: "precision" value: {{ string_value: "{precision}" }} }}
 """
+# config.pbtxt is the CPU default; configs/gpu.pbtxt is chosen on a GPU server with
+# `tritonserver --model-config-name=gpu` (one repository for both, REAL-PARTS.md).
+CPU_CONFIG = dict(preferred="64, 256", delay_us=200, kind="KIND_CPU", precision="fp32")
+GPU_CONFIG = dict(preferred="256, 1024", delay_us=500, kind="KIND_GPU", precision="bf16")
+
+
+def write_configs(model_dir: Path, name: str, max_len: int, top_k: int, sha: str,
+                  max_batch: int = 1024, threads: int = 1) -> None:
+    """config.pbtxt (CPU, fp32) and configs/gpu.pbtxt (GPU, bf16, larger batches)."""
+    common = dict(name=name, L=max_len, K=top_k, sha=sha, threads=threads)
+    (model_dir / "config.pbtxt").write_text(CONFIG_TEMPLATE.format(
+        **common, **CPU_CONFIG, max_batch=max_batch))
+    (model_dir / "configs").mkdir(exist_ok=True)
+    (model_dir / "configs" / "gpu.pbtxt").write_text(CONFIG_TEMPLATE.format(
+        **common, **GPU_CONFIG, max_batch=max(max_batch, 4096)))
 
 
 def save_checkpoint(trained: Trained, path: Path, data_note: str) -> None:
@@ -95,7 +111,5 @@ def export(checkpoint: Path, repo: Path, name: str = "memberstream", version: in
         "data": raw.get("data"), "trained_at": raw.get("trained_at"),
         "train": {k: v for k, v in trained.config.to_dict().items() if k != "model"},
     }, indent=2))
-    (model_dir / "config.pbtxt").write_text(CONFIG_TEMPLATE.format(
-        name=name, max_batch=max_batch, L=m.max_len, K=m.top_k, sha=trained.vocab.sha256,
-        threads=threads))
+    write_configs(model_dir, name, m.max_len, m.top_k, trained.vocab.sha256, max_batch, threads)
     return out

@@ -38,7 +38,10 @@ class MemberTransformer(nn.Module):
         self.blocks = GPT2Model(GPT2Config(
             vocab_size=1, n_positions=max_len, n_embd=d_model, n_layer=n_layers,
             n_head=n_heads, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=0.0,
-            bos_token_id=None, eos_token_id=None))
+            bos_token_id=None, eos_token_id=None,
+            # GPT-2's tanh GELU as one fused kernel: the same function as its default
+            # "gelu_new", which builds it from five tensor ops (the MLP's main cost on a CPU).
+            activation_function="gelu_pytorch_tanh"))
         # The token embedding of GPT-2 is unused: we feed inputs_embeds.
         self.blocks.wte.weight.requires_grad_(False)
         # The churn head sees the sequence only through a narrow, dropped-out
@@ -97,6 +100,8 @@ class MemberTransformer(nn.Module):
 
     def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(next-item logits [B, V] at the newest event, churn probability [B])."""
-        last = self.hidden(batch)[:, -1]
-        logits = self.recommendable_logits(last)
-        return logits, self.churn_probability(last, batch)
+        return self.heads(self.hidden(batch)[:, -1], batch)
+
+    def heads(self, last: torch.Tensor, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both heads from the newest position's hidden state [B, d]."""
+        return self.recommendable_logits(last), self.churn_probability(last, batch)

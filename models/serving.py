@@ -2,8 +2,19 @@
 
 Copied verbatim into every export; the Triton backend and the eager
 reference used by tests and evaluation both call `predict`.
+
+Fast paths that keep the arithmetic: columns that are padding in every row
+of the batch are cut off before the network (position ids count real
+events only and padding is masked, so the newest position sees the same
+inputs), which makes a batch of short sessions cost what their length
+costs, not `max_len`. On a GPU, `prepare(model, device, "bf16")` runs the
+network under bfloat16 autocast; softmax, top-K and the churn head's
+survival arithmetic stay in float32 (tolerances: tests/unit/test_serving.py).
 """
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -15,18 +26,101 @@ except ImportError:  # pragma: no cover - inside an export
     from encoding import ItemVocabulary, encode
     from network import MemberTransformer
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def prepare(model: MemberTransformer, device: str = "cpu", precision: str = "fp32") -> MemberTransformer:
+    """Move to `device` and record the autocast precision `predict` will use."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    model = model.to(device).eval()
+    model.serving_dtype = PRECISIONS[precision]
+    return model
+
+
+def trim_padding(item_ids: np.ndarray, types: np.ndarray, gaps: np.ndarray):
+    """Drop the leading columns that are padding in every row (at least one column stays)."""
+    used = np.flatnonzero(types.any(axis=0))
+    start = int(used[0]) if len(used) else types.shape[1] - 1
+    return item_ids[:, start:], types[:, start:], gaps[:, start:]
+
+
+class SequenceCache:
+    """The newest position's hidden state by sequence, least recently used out.
+
+    The sequence encoder is nearly all of the cost, and the same sequence comes
+    back: a member scored after their last event is scored again at every
+    inactivity checkpoint with the same events and only a longer silence, which
+    enters the churn head alone. Rows whose sequence is cached skip the encoder;
+    identical sequences within a batch are encoded once. Keyed by a 128-bit
+    digest of the encoded events (padding excluded).
+    """
+
+    def __init__(self, max_entries: int = 200_000):
+        self.max_entries = max_entries
+        self.entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def keys(self, batch) -> list[bytes]:
+        rows = torch.cat([batch.items, batch.types, batch.gap_buckets], dim=1).cpu().numpy()
+        lengths = (batch.types > 0).sum(dim=1).tolist()
+        width = batch.types.shape[1]
+        return [hashlib.blake2b(rows[i].reshape(3, width)[:, width - n:].tobytes(), digest_size=16).digest()
+                for i, n in enumerate(lengths)]
+
+    def last_hidden(self, model: MemberTransformer, batch) -> torch.Tensor:
+        keys = self.keys(batch)
+        entries = self.entries
+        found: dict[bytes, torch.Tensor] = {}
+        todo: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key in entries:
+                entries.move_to_end(key)
+                found[key] = entries[key]
+            elif key not in todo:
+                todo[key] = i
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        if todo:
+            rows = torch.tensor(list(todo.values()), device=batch.items.device)
+            sub = type(batch)(*(t[rows] for t in (batch.items, batch.types, batch.gap_buckets,
+                                                  batch.silence_buckets, batch.features)))
+            for key, vector in zip(todo, model.hidden(sub)[:, -1]):
+                found[key] = entries[key] = vector
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
+        return torch.stack([found[key] for key in keys])
+
+
+def _lookup(vocab: ItemVocabulary) -> np.ndarray:
+    """Dense index -> raw item id (bytes), built once per vocabulary."""
+    table = getattr(vocab, "_serving_lookup", None)
+    if table is None:
+        table = vocab._serving_lookup = np.array([b"", b""] + [i.encode() for i in vocab.items], dtype=object)
+    return table
+
 
 def predict(model: MemberTransformer, vocab: ItemVocabulary, item_ids: np.ndarray,
-            types: np.ndarray, gaps: np.ndarray, silence: np.ndarray, k: int):
+            types: np.ndarray, gaps: np.ndarray, silence: np.ndarray, k: int,
+            cache: "SequenceCache | None" = None):
     """(churn [B] float32, top item ids [B, k] bytes, top scores [B, k] float32).
 
     Scores are next-item probabilities (softmax over the vocabulary).
     """
+    item_ids, types, gaps = trim_padding(item_ids, types, gaps)
+    device = next(model.parameters()).device
     batch = encode(vocab, item_ids, types, gaps, silence)
+    if device.type != "cpu":
+        batch = batch.to(device)
+    dtype = getattr(model, "serving_dtype", None)
     with torch.inference_mode():
-        logits, churn = model(batch)
-        probs = torch.softmax(logits, dim=1)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if cache is None:
+                logits, churn = model(batch)
+            else:
+                logits, churn = model.heads(cache.last_hidden(model, batch), batch)
+        probs = torch.softmax(logits.float(), dim=1)
         scores, idx = probs.topk(k, dim=1)
-    lookup = np.array([b"", b""] + [i.encode() for i in vocab.items], dtype=object)
-    return (churn.numpy().astype(np.float32), lookup[idx.numpy()],
-            scores.numpy().astype(np.float32))
+    lookup = _lookup(vocab)
+    return (churn.float().cpu().numpy().astype(np.float32), lookup[idx.cpu().numpy()],
+            scores.cpu().numpy().astype(np.float32))

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from encoding import ItemVocabulary  # noqa: E402
 from network import MemberTransformer  # noqa: E402
-from serving import predict  # noqa: E402
+from serving import SequenceCache, predict, prepare  # noqa: E402
 
 INPUTS = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
 
@@ -40,8 +40,16 @@ class TritonPythonModel:
                                        hp["n_layers"], hp["n_heads"], 0.0,
                                        hp["churn_horizon_days"])
         self.model.load_state_dict(state)
-        self.model.eval()
+        # KIND_GPU instances run on their GPU at the config's precision (configs/gpu.pbtxt: bf16).
+        device = "cpu"
+        if args.get("model_instance_kind") == "GPU":
+            device = f"cuda:{args['model_instance_device_id']}"
+        try:
+            self.model = prepare(self.model, device, params.get("precision", "fp32"))
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(str(exc)) from exc
         self.k = hp["top_k"]
+        self.cache = SequenceCache(int(params.get("sequence_cache_entries", "200000")))
 
     def execute(self, requests):
         # The dynamic batcher may hand over several requests: run them as one.
@@ -49,7 +57,7 @@ class TritonPythonModel:
                   for r in requests]
         sizes = [a[0].shape[0] for a in arrays]
         merged = [np.concatenate([a[i] for a in arrays]) for i in range(len(INPUTS))]
-        churn, items, scores = predict(self.model, self.vocab, *merged, k=self.k)
+        churn, items, scores = predict(self.model, self.vocab, *merged, k=self.k, cache=self.cache)
         responses, start = [], 0
         for n in sizes:
             end = start + n

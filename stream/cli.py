@@ -161,6 +161,16 @@ def evaluate(dataset: str = typer.Argument(..., help="yoochoose, cdnow, online-r
         say(f"\npredictions written to {predictions}")
 
 
+@cli.command()
+def bench(out: Path = typer.Option(Path("bench/results.json"), help="results file (JSON)")) -> None:
+    """Throughput of the pipeline against raw aiokafka and a trivial Faust agent, Triton per batch size."""
+    from bench.bench import run as run_bench
+
+    if out.is_dir():
+        raise CliError(f"{out} is a directory, expected a file path")
+    run_bench(Settings(), out, say)
+
+
 @cli.command("make-log")
 def make_log(out: Path = typer.Option(DEMO_LOG), every: int = typer.Option(
         8, min=1, help="keep one member in EVERY (by member id)")) -> None:

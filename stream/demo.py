@@ -82,7 +82,7 @@ async def _run(settings: Settings, log: Path, stack, say) -> dict:
     say(f"replaying {len(lines)} events from {log} as fast as possible ...")
     sent = await replay(log, bootstrap, settings.partitions, lines=lines)
     worker = stack.workers[0]
-    await asyncio.to_thread(wait_until, lambda: worker.processed() >= sent.sent, 600,
+    await asyncio.to_thread(wait_until, lambda: worker.settled(sent.sent), 600,
                             "worker to take every event", worker.process, 0.25)
     m = worker.metrics()
     expected = {topics.CHURN_ALERTS: m["memberstream_alerts_total"],

@@ -199,10 +199,14 @@ class Triton:
         return f"http://127.0.0.1:{self.http_port}"
 
 
-def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0) -> Triton:
+def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
+                 config_name: str | None = None) -> Triton:
+    """`config_name="gpu"` serves `<model>/configs/gpu.pbtxt` instead of config.pbtxt."""
     repo = Path(repo).resolve()
     if not (repo / model / "config.pbtxt").is_file():
         raise LaunchError(f"no model '{model}' in {repo} (run `memberstream train` and `export`)")
+    if config_name and not (repo / model / "configs" / f"{config_name}.pbtxt").is_file():
+        raise LaunchError(f"no configs/{config_name}.pbtxt for model '{model}' in {repo}")
     root = _pytriton_root()
     backends = python_backend_dir(work_dir)
     caches = work_dir / "caches"
@@ -216,6 +220,7 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0)
         f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
         "--model-control-mode=explicit", f"--load-model={model}",
         "--disable-auto-complete-config", "--log-verbose=0",
+        *([f"--model-config-name={config_name}"] if config_name else []),
     ], work_dir, env=triton_env())
 
     def remove_own_shm() -> None:
@@ -261,6 +266,12 @@ class Worker:
         m = self.metrics()
         return int(sum(m.get(f"memberstream_{k}_total", 0)
                        for k in ("events", "dead_lettered", "duplicates")))
+
+    def settled(self, n: int) -> bool:
+        """n input records taken and every member they touched scored and published."""
+        m = self.metrics()
+        taken = sum(m.get(f"memberstream_{k}_total", 0) for k in ("events", "dead_lettered", "duplicates"))
+        return taken >= n and m.get("memberstream_scoring_backlog", 0) == 0
 
 
 def start_worker(env_overrides: dict[str, str], log_dir: Path, name: str = "worker",

@@ -3,15 +3,24 @@
 Pass 1 walks the records in partition order: parse (bad ones to the DLQ),
 drop duplicates, advance the partition's watermark, snapshot members whose
 inactivity checkpoint came due, and apply the event to the member's state.
-Then ONE scoring call covers every checkpoint plus every member the batch
-touched. Pass 2 replays the recorded steps in order and lets the policies
-decide. Decisions depend on event time and on the state at each step only,
-so any batching of the same log decides the same.
+The checkpoints are scored with ONE call and pass 2 replays the recorded
+steps in order and lets the policies decide. Decisions depend on event time
+and on the state at each step only, so any batching of the same log decides
+the same alerts and segment changes.
+
+Scoring after events is decoupled from the event rate: the members a batch
+touched join a pending set (flagged in their persisted state, so a restart
+re-scores them), and `score_pending` scores the newest state of as many of
+them as one request holds. A member with ten events in the meantime is
+scored once; a member whose state moved on while its request was in flight
+is not published stale but stays pending.
 
 Faust-free on purpose: the agent feeds it, the tests can too.
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import MutableMapping, Optional
@@ -21,7 +30,7 @@ import orjson
 from . import topics
 from .dead_letter import dead_letter_headers
 from .inactivity import InactivitySchedule
-from .member_state import MemberState, Visit, apply_event, model_inputs
+from .member_state import MemberState, Visit, apply_event, event_hash, model_inputs
 from .parsing import Rejected, parse_event
 from .policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
 from .scorer import Row, ScoringUnavailable, Scores
@@ -85,6 +94,13 @@ class MemberProcessor:
         self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days)
         self.popularity: Counter = Counter()
         self.totals: Counter = Counter()
+        # Members whose newest state awaits scoring, oldest first.
+        self.pending: dict[str, MemberState] = {}
+        self.pending_since: dict[str, float] = {}
+        self.pending_ready = asyncio.Event()
+        # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
+        # and the request itself.
+        self.timings: dict[str, list[float]] = {"scoring_wait": [0.0, 0], "scoring_request": [0.0, 0]}
 
     # --- state access ----------------------------------------------------------------
     def state(self, member_id: str) -> Optional[MemberState]:
@@ -105,7 +121,19 @@ class MemberProcessor:
         if not self.schedule.knows(partition):
             states = (MemberState.from_bytes(raw) for key, raw in list(self.store.items())
                       if not key.startswith(b"\x00"))  # b"\x00...": bookkeeping, not members
-            self.schedule.rebuild(partition, (s for s in states if s.partition == partition))
+            mine = [s for s in states if s.partition == partition]
+            self.schedule.rebuild(partition, mine)
+            for state in mine:
+                if state.pending_score and state.member_id not in self.cache:
+                    self.cache[state.member_id] = state
+                    self._mark_pending(state)
+
+    def _mark_pending(self, state: MemberState) -> None:
+        state.pending_score = True
+        if state.member_id not in self.pending:
+            self.pending[state.member_id] = state
+            self.pending_since[state.member_id] = time.monotonic()
+        self.pending_ready.set()
 
     def forget_partitions(self, partitions) -> None:
         """On revocation: the cache and schedule of partitions no longer ours."""
@@ -113,6 +141,8 @@ class MemberProcessor:
         self.schedule.forget(partitions)
         for member in [m for m, s in self.cache.items() if s.partition in partitions]:
             del self.cache[member]
+            self.pending.pop(member, None)
+            self.pending_since.pop(member, None)
 
     # --- the batch -----------------------------------------------------------------
     async def process(self, records: list[Record]) -> BatchResult:
@@ -120,7 +150,6 @@ class MemberProcessor:
         steps: list = []
         rows: list[Row] = []
         touched: dict[str, MemberState] = {}
-        acted: dict[str, MemberState] = {}
         L = self.s.sequence_length
         for rec in records:
             event = parse_event(rec.value, rec.key, self.s.max_event_bytes)
@@ -132,7 +161,8 @@ class MemberProcessor:
                 continue
             self._ensure_partition(rec.partition)
             state = self._state_for(event.member_id, rec.partition)
-            if state.is_duplicate(event.event_id):
+            digest = event_hash(event.event_id)
+            if digest in state.hashes:
                 out.counts["duplicates"] += 1
                 continue
             self.schedule.advance(rec.partition, event.ts)
@@ -147,11 +177,12 @@ class MemberProcessor:
                 self.schedule.schedule(silent)
                 touched[member] = silent
             visits_before = state.purchase_visits
-            visit = apply_event(state, event, L)
+            visit = apply_event(state, event, L, digest)
             started = state.purchase_visits > visits_before
             state.check_index = 0
             self.schedule.schedule(state)
-            touched[event.member_id] = acted[event.member_id] = state
+            touched[event.member_id] = state
+            self._mark_pending(state)
             steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary))
             if visit is not None:
                 self.popularity[event.item_id] += event.quantity
@@ -160,13 +191,52 @@ class MemberProcessor:
                     out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
                     out.counts["anomalies"] += 1
             out.counts["events"] += 1
-        final_rows = {}
-        for member, state in acted.items():
-            rows.append(self._row(state, 0.0))
-            final_rows[member] = len(rows) - 1
         scores = await self._score(rows, out)
-        self._decide(steps, final_rows, scores, out)
+        self._decide(steps, scores, out)
         out.changed = touched
+        self.totals.update(out.counts)
+        return out
+
+    async def score_pending(self, max_rows: int) -> BatchResult:
+        """Score up to `max_rows` pending members (oldest first) in one request;
+        their recommendation updates and latest churn probability."""
+        out = BatchResult()
+        take = []
+        now = time.monotonic()
+        wait = self.timings["scoring_wait"]
+        for member in list(self.pending)[:max_rows]:
+            take.append(self.pending.pop(member))
+            wait[0] += now - self.pending_since.pop(member)
+            wait[1] += 1
+        if not self.pending:
+            self.pending_ready.clear()
+        if not take:
+            return out
+        scored_at = [state.n_events for state in take]
+        scores = await self._score([self._row(state, 0.0) for state in take], out)
+        request = self.timings["scoring_request"]
+        request[0] += time.monotonic() - now
+        request[1] += 1
+        s, version, popular = self.s, self.scorer.model_version, None
+        for row, state in enumerate(take):
+            member = state.member_id
+            if self.cache.get(member) is not state or state.n_events != scored_at[row]:
+                continue  # revoked meanwhile, or moved on: its newer state is pending again
+            if scores is not None:
+                state.churn_probability = round(float(scores.churn[row]), 4)
+                items, item_scores, fallback = scores.items[row], scores.scores[row], False
+            else:
+                if popular is None:
+                    popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
+                items = recommendation_policy.fallback_items(state, popular, s.recommendations_k)
+                item_scores, fallback = [0.0] * len(items), True
+            state.pending_score = False
+            update = recommendation_policy.recommendation_update(
+                state, items, item_scores, s.recommendations_k, version, fallback)
+            if update is not None:
+                out.outputs.append(Outgoing(topics.RECOMMENDATIONS, member.encode(), _json(update)))
+                out.counts["recommendation_updates"] += 1
+            out.changed[member] = state
         self.totals.update(out.counts)
         return out
 
@@ -185,8 +255,7 @@ class MemberProcessor:
         out.counts["scored_rows"] += len(rows)
         return scores
 
-    def _decide(self, steps: list, final_rows: dict[str, int], scores: Optional[Scores],
-                out: BatchResult) -> None:
+    def _decide(self, steps: list, scores: Optional[Scores], out: BatchResult) -> None:
         s = self.s
         version = self.scorer.model_version
         for step in steps:
@@ -214,22 +283,6 @@ class MemberProcessor:
             if change is not None:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1
-        popular = None
-        for member, row in final_rows.items():
-            state = self.cache[member]
-            if scores is not None:
-                state.churn_probability = round(float(scores.churn[row]), 4)
-                items, item_scores, fallback = scores.items[row], scores.scores[row], False
-            else:
-                if popular is None:
-                    popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
-                items = recommendation_policy.fallback_items(state, popular, s.recommendations_k)
-                item_scores, fallback = [0.0] * len(items), True
-            update = recommendation_policy.recommendation_update(
-                state, items, item_scores, s.recommendations_k, version, fallback)
-            if update is not None:
-                out.outputs.append(Outgoing(topics.RECOMMENDATIONS, member.encode(), _json(update)))
-                out.counts["recommendation_updates"] += 1
 
 
 def _snapshot(state: MemberState) -> MemberState:

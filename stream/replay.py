@@ -49,12 +49,12 @@ def read_log(path: Path) -> list[bytes]:
 
 async def replay(path: Path, bootstrap: str, partitions: int, speed: Optional[float] = None,
                  rate: Optional[float] = None, progress: Callable[[int], None] = lambda n: None,
-                 lines: Optional[list[bytes]] = None) -> ReplayStats:
+                 lines: Optional[list[bytes]] = None, topic: str = topics.SHOP_EVENTS) -> ReplayStats:
     """As fast as possible unless `speed` (event-time factor) or `rate` (events/s) is given."""
     if speed is not None and speed <= 0 or rate is not None and rate <= 0:
         raise ReplayError("--speed and --rate must be positive")
     lines = read_log(path) if lines is None else lines
-    await topics.ensure_topics(bootstrap, partitions)
+    await topics.ensure_topics(bootstrap, partitions, names=tuple(dict.fromkeys(topics.ALL + (topic,))))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
                                 max_batch_size=262144, acks="all")
     await producer.start()
@@ -68,7 +68,7 @@ async def replay(path: Path, bootstrap: str, partitions: int, speed: Optional[fl
             elif speed is not None and ts is not None:
                 first_ts = ts if first_ts is None else first_ts
                 await _sleep_until(t0 + (ts - first_ts) / speed)
-            await producer.send(topics.SHOP_EVENTS, line, key=key)
+            await producer.send(topic, line, key=key)
             if n % 5000 == 0:
                 progress(n)
         await producer.flush()

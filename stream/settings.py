@@ -38,13 +38,17 @@ class Settings(BaseSettings):
     state_dir: Path = STATE_DIR
     log_level: str = "warning"
 
-    # Batching: one model request per batch of touched members
-    batch_max_events: int = Field(2000, ge=1)
-    batch_within_s: float = Field(0.02, gt=0)
+    # Batching: the batcher packs up to frame_max_events records per frame; the
+    # agent takes up to batch_max_frames frames, or what came within batch_within_s.
+    frame_max_events: int = Field(1000, ge=1)
+    batch_max_frames: int = Field(8, ge=1)
+    batch_within_s: float = Field(0.005, gt=0)
+    # Scoring: requests in flight at once, each for up to triton_max_rows pending members.
+    scoring_concurrency: int = Field(2, ge=1)
     triton_max_rows: int = Field(1024, ge=1, description="rows per Triton request (model max_batch_size)")
 
     # Members
-    sequence_length: int = Field(50, ge=1, description="rolling events kept per member (model max_len)")
+    sequence_length: int = Field(50, ge=1, le=200, description="rolling events kept per member (model max_len)")
     max_event_bytes: int = 16 * 1024
 
     # Policies

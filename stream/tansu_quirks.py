@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FETCH_MAX_WAIT_MS = 20
+FETCH_MAX_WAIT_MS = 5
 MARKER_PREFIX = b"\x00end-of-batch:"
 FAUST_SETTINGS: dict[str, Any] = {
     "processing_guarantee": "at_least_once",   # quirks 1 and 3

@@ -19,6 +19,11 @@ OUTPUTS = (CHURN_ALERTS, RECOMMENDATIONS, SEGMENTS, ANOMALIES)
 ALL = (SHOP_EVENTS, DEAD_LETTER, *OUTPUTS)
 
 
+def frames_topic(app_id: str) -> str:
+    """Internal: `shop.events` packed into frames by the batcher, same partitions."""
+    return f"{app_id}-shop-events-frames"
+
+
 async def ensure_topics(bootstrap: str, partitions: int, names=ALL) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .app import app
 from .event_time import rfc3339
-from .ingest_agent import processor, scorer
+from .ingest_agent import batcher, frames, processor, scorer
 from .members_table import members
 
 COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
@@ -12,10 +12,12 @@ COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_u
 
 @app.page("/health")
 async def health(web, request):
-    """200 once the worker owns partitions and has recovered its table, else 503."""
+    """200 once the worker owns partitions, has recovered its table and its batcher has
+    joined its group, else 503."""
     assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                      if tp.topic == "shop.events") if app.consumer else []
-    ready = bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
+                      if tp.topic == frames.get_topic_name()) if app.consumer else []
+    ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
+             and batcher.joined.is_set())
     return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,
                      "partitions": assigned}, status=200 if ready else 503)
 
@@ -28,6 +30,15 @@ async def metrics(web, request):
         lines += [f"# TYPE {metric} counter", f"{metric} {processor.totals.get(name, 0)}"]
     lines += ["# TYPE memberstream_triton_requests_total counter",
               f"memberstream_triton_requests_total {scorer.requests}",
+              "# TYPE memberstream_batched_records_total counter",
+              f"memberstream_batched_records_total {batcher.records}",
+              "# TYPE memberstream_frames_total counter", f"memberstream_frames_total {batcher.frames}",
+              *(line for name, (total, count) in processor.timings.items() for line in (
+                  f"# TYPE memberstream_{name}_seconds summary",
+                  f"memberstream_{name}_seconds_sum {total:.6f}",
+                  f"memberstream_{name}_seconds_count {count}")),
+              "# TYPE memberstream_scoring_backlog gauge",
+              f"memberstream_scoring_backlog {len(processor.pending)}",
               "# TYPE memberstream_members gauge", f"memberstream_members {len(members.data)}",
               "# TYPE memberstream_watermark_seconds gauge"]
     for partition, wm in sorted(processor.schedule.watermarks.items()):

@@ -56,7 +56,7 @@ class Cluster:
         return stats.sent
 
     def wait_processed(self, worker: Worker, n: int, timeout: float = 120) -> None:
-        wait_until(lambda: worker.processed() >= n, timeout, f"worker to take {n} records",
+        wait_until(lambda: worker.settled(n), timeout, f"worker to take {n} records and score them",
                    worker.process, 0.2)
 
     def read(self, topic: str, count: int | None = None, idle_s: float = 2.0) -> list:

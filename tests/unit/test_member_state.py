@@ -73,3 +73,41 @@ def test_model_inputs_equal_what_training_cut():
     t_items, t_types, t_gaps, silence, _ = sequence_rows(events, len(events), events[-1].ts, 50)
     assert items == t_items and types == t_types and silence == 0
     np.testing.assert_allclose(gaps, t_gaps)
+
+
+def test_codec_round_trips_long_gaps_nul_strings_and_policy_state():
+    s = MemberState("m\x00weird", 2)
+    apply_event(s, ev(1, ts=T0, session="A"), 50)
+    apply_event(s, ev(2, ts=T0 + 90 * 86_400_000, item="x\x00y"), 50)  # gap past 2**32 ms
+    apply_event(s, ev(3, ts=T0 + 90 * 86_400_000 + 1, type="view"), 50)
+    s.episode, s.stage, s.tier, s.churned, s.pending_score = "e" * 32, "at_risk", "gold", True, True
+    s.churn_probability, s.recommendations = 0.6123, [("x\x00y", 0.123456), ("i2", 0.0)]
+    back = MemberState.from_bytes(s.to_bytes())
+    assert back == s and back.times[1] - back.times[0] == 90 * 86_400_000
+
+
+def test_codec_refuses_other_versions():
+    import pytest
+    with pytest.raises(ValueError, match="codec"):
+        MemberState.from_bytes(b'{"m": "old json state"}')
+
+
+def test_state_after_50_real_events_fits_in_a_kilobyte():
+    """Issue 4: at most 1,024 bytes after 50 events, top-10 and churn probability included."""
+    from tests.integration.conftest import excerpt_lines
+    from stream.parsing import Rejected, parse_event
+
+    states = {}
+    for line in excerpt_lines():
+        e = parse_event(line, None, 1 << 20)
+        if isinstance(e, Rejected):
+            continue
+        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+        apply_event(s, e, 50)
+        if s.n_events == 50:
+            break
+    s.churn_probability = 0.4321
+    s.recommendations = [(f"item-{i:05d}", 0.012345) for i in range(10)]  # none shared with the sequence
+    raw = s.to_bytes()
+    assert MemberState.from_bytes(raw) == s
+    assert len(raw) <= 1024, len(raw)

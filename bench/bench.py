@@ -1,0 +1,521 @@
+"""`memberstream bench` / `make bench`: the pipeline against its ceilings, in one run.
+
+Every figure is measured in the same run on the embedded broker (Tansu) and
+Triton that the launcher starts, because these machines are noisy: the
+ratios are what count. Results go to bench/results.json (key names are
+stable, so results stay comparable over time) and a table is printed.
+
+  ceiling_eps        raw aiokafka: consume, parse, produce one output per input
+  faust_trivial_eps  a trivial Faust agent forwarding the same messages
+  pipeline_eps       the full memberstream worker over the whole bench log
+  triton             rows/s and latency per batch size, served vs in-process
+  state_bytes_per_member   serialised member state after 50 events
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from stream import topics
+from stream.launcher import (Broker, Triton, Worker, free_port, spawn, start_broker, start_triton,
+                             start_worker, stopping, wait_until)
+from stream.replay import replay
+from stream.settings import Settings
+
+HERE = Path(__file__).parent
+BENCH_LOG = Path(".memberstream/logs/bench.jsonl")
+BATCH_SIZES = (1, 16, 64, 256)
+IN_TOPIC, OUT_TOPIC = "bench.in", "bench.out"
+PARTITIONS = 4
+LATENCY_RATES = (500, 2000, 5000)
+LATENCY_SECONDS = 10.0
+
+
+# ---------------------------------------------------------------- the log
+
+def build_log(path: Path, data_dir: Path) -> int:
+    """Real events, in event-time order per source: every Online Retail line of a
+    known customer (cancellations included: they go to the DLQ) followed by
+    every YooChoose-100k click (sessions as members)."""
+    from models.datasets import contract_events, online_retail, yoochoose
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "wb") as fh:
+        retail = online_retail(data_dir, include_cancellations=True)
+        clicks = [e for part in ("train_full", "test")
+                  for ev in yoochoose(data_dir, part).values() for e in ev]
+        for prefix, source in (("", retail), ("yc-", clicks)):
+            for event in contract_events(source):
+                event["member_id"] = prefix + event["member_id"]
+                fh.write(orjson.dumps(event) + b"\n")
+                n += 1
+    return n
+
+
+def read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        return [line.rstrip(b"\n") for line in fh if line.strip()]
+
+
+# ---------------------------------------------------------------- ceilings
+
+async def ceiling_eps(bootstrap: str, n: int) -> float:
+    """Raw aiokafka pass-through: getmany -> orjson.loads -> one send per input."""
+    consumer = AIOKafkaConsumer(IN_TOPIC, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20,
+                                max_partition_fetch_bytes=4 << 20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144)
+    await consumer.start()
+    await producer.start()
+    try:
+        got, t0 = 0, None
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if t0 is None and batch:
+                t0 = time.monotonic()
+            for msgs in batch.values():
+                for m in msgs:
+                    try:
+                        orjson.loads(m.value)
+                    except orjson.JSONDecodeError:
+                        pass
+                    await producer.send(OUT_TOPIC, m.value, key=m.key)
+                    got += 1
+        await producer.flush()
+        return n / (time.monotonic() - t0)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
+                       proc=None) -> tuple[float, float]:
+    """Read `topic` from the beginning until n messages; (first arrival, last arrival)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        got, first, deadline = 0, None, time.monotonic() + timeout
+        while got < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {got} of {n} messages after {timeout:.0f} s")
+            if proc is not None and proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
+            batch = await consumer.getmany(timeout_ms=500, max_records=10000)
+            size = sum(len(v) for v in batch.values())
+            if size and first is None:
+                first = time.monotonic()
+            got += size
+        return first, time.monotonic()
+    finally:
+        await consumer.stop()
+
+
+def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> float:
+    """Forwarded events/s of bench/faust_trivial.py, from its first output to its n-th."""
+    name = "faust-trivial-tuned" if tuned else "faust-trivial"
+    out_topic = f"bench.{name}-out"
+    asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(out_topic,)))
+    env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
+           "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / name),
+           "BENCH_TUNED": "1" if tuned else "0"}
+    proc = spawn(name, [sys.executable, "-m", "bench.faust_trivial", "worker", "-l", "warn"],
+                 work_dir, env=env)
+    with stopping(proc):
+        first, last = asyncio.run(_count_until(broker.bootstrap, out_topic, n, 900, proc))
+    return (n - 1) / (last - first)
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def pipeline_eps(worker: Worker, n: int) -> dict:
+    """The worker consumes the pre-loaded shop.events from the beginning: events/s from
+    its first processed record until all n are processed AND every member they touched
+    is scored and published."""
+    first = None
+    deadline = time.monotonic() + 900
+    while True:
+        m = worker.metrics()
+        done = sum(int(m.get(f"memberstream_{k}_total", 0)) for k in ("events", "dead_lettered", "duplicates"))
+        now = time.monotonic()
+        if done and first is None:
+            first = (now, done)
+        if done >= n and m.get("memberstream_scoring_backlog", 0) == 0:
+            break
+        if now > deadline:
+            raise TimeoutError(f"pipeline: {done} of {n} events after 900 s")
+        time.sleep(0.1)
+    t0, d0 = first
+    return {"eps": (n - d0) / (now - t0), "events": int(m["memberstream_events_total"]),
+            "dead_lettered": int(m["memberstream_dead_lettered_total"]),
+            "frames": int(m["memberstream_frames_total"]),
+            "scored_rows": int(m.get("memberstream_scored_rows_total", 0)),
+            "triton_requests": int(m["memberstream_triton_requests_total"]),
+            "alerts": int(m["memberstream_alerts_total"]),
+            "segment_changes": int(m["memberstream_segment_changes_total"]),
+            "recommendation_updates": int(m["memberstream_recommendation_updates_total"])}
+
+
+def latency_events(lines: list[bytes], rate: int, count: int, start_ms: int) -> list[tuple[bytes, str, bytes]]:
+    """`count` valid events of the log as new members (prefixed ids): (key, event_id, value).
+    Event time continues after the log's end at the offered pace, as live traffic would
+    (older times would set off every new member's inactivity checkpoints at once)."""
+    from stream.parsing import Rejected, parse_event
+
+    out = []
+    for line in lines:
+        if len(out) == count:
+            break
+        if isinstance(parse_event(line, None, 1 << 20), Rejected):
+            continue
+        e = orjson.loads(line)
+        e["member_id"] = f"lat{rate}-{e['member_id']}"
+        e["event_id"] = f"lat{rate}-{e['event_id']}"
+        e["ts"] = start_ms + len(out) * 1000 // rate
+        out.append((e["member_id"].encode(), e["event_id"], orjson.dumps(e)))
+    return out
+
+
+def log_end_ms(lines: list[bytes]) -> int:
+    from stream.parsing import Rejected, parse_event
+
+    return max(e.ts for e in (parse_event(line, None, 1 << 20) for line in lines)
+               if not isinstance(e, Rejected))
+
+
+async def _offer(bootstrap: str, events, rate: int) -> dict[str, float]:
+    """Produce at a fixed rate; the produce time of each event id (monotonic clock)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+    await producer.start()
+    sent: dict[str, float] = {}
+    try:
+        t0 = time.monotonic()
+        for i, (key, event_id, value) in enumerate(events):
+            due = t0 + i / rate
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            sent[event_id] = time.monotonic()
+            await producer.send(topics.SHOP_EVENTS, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def _collect(bootstrap: str, arrivals: dict[str, float], ready: threading.Event,
+             stop: threading.Event) -> None:
+    """In its own thread and event loop: arrival time of each recommendation update by
+    the event id it is based on."""
+    async def main():
+        consumer = AIOKafkaConsumer(topics.RECOMMENDATIONS, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="latest", fetch_max_wait_ms=5)
+        await consumer.start()
+        try:
+            await consumer.seek_to_end()
+            ready.set()
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=50)
+                now = time.monotonic()
+                for msgs in batch.values():
+                    for m in msgs:
+                        arrivals.setdefault(orjson.loads(m.value)["based_on"], now)
+        finally:
+            await consumer.stop()
+    asyncio.run(main())
+
+
+def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None]) -> dict:
+    """Event-to-recommendation-update latency at fixed offered rates, produce time to
+    arrival at a consumer, over every event whose update arrived."""
+    out = {}
+    start_ms = log_end_ms(lines) + 1000
+    for rate in LATENCY_RATES:
+        events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
+        start_ms += int(LATENCY_SECONDS * 1000) + 1000
+        arrivals: dict[str, float] = {}
+        ready, stop = threading.Event(), threading.Event()
+        collector = threading.Thread(target=_collect, args=(broker.bootstrap, arrivals, ready, stop))
+        collector.start()
+        try:
+            ready.wait(30)
+            before = worker.processed()
+            sent = asyncio.run(_offer(broker.bootstrap, events, rate))
+            wait_until(lambda: worker.settled(before + len(events)), 300,
+                       f"worker to catch up after {rate} events/s", worker.process)
+            time.sleep(1.0)  # the last updates' way to the collector
+        finally:
+            stop.set()
+            collector.join(30)
+        lat = np.array([1000 * (arrivals[e] - t) for e, t in sent.items() if e in arrivals])
+        out[str(rate)] = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                          "p99": float(np.percentile(lat, 99)), "events": len(events),
+                          "updates_measured": int(len(lat))}
+        say(f"  {rate} events/s: p50 {out[str(rate)]['p50']:.1f} ms, p99 {out[str(rate)]['p99']:.1f} ms "
+            f"over {len(lat)} updates")
+    return out
+
+
+# ---------------------------------------------------------------- Triton
+
+def load_model(settings: Settings):
+    """The exported model in-process, as the backend builds it: (model, vocab, hparams)."""
+    import torch
+
+    from models.encoding import ItemVocabulary
+    from models.network import MemberTransformer
+
+    export = settings.triton_repo / settings.triton_model / "1"
+    hp = json.loads((export / "hparams.json").read_text())
+    vocab = ItemVocabulary.load(export / "vocab.json")
+    state = torch.load(export / "weights.pt", weights_only=True)
+    state.pop("_vocab_sha256")
+    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"],
+                              hp["n_heads"], 0.0, hp["churn_horizon_days"])
+    model.load_state_dict(state)
+    model.eval()
+    return model, vocab, hp
+
+
+def _rows(lines: list[bytes], count: int, max_len: int):
+    """The `count` longest real member sequences (Online Retail) as model rows."""
+    from stream.member_state import MemberState, apply_event, model_inputs
+    from stream.parsing import Rejected, parse_event
+
+    states: dict[str, MemberState] = {}
+    for line in lines[:60000]:
+        e = parse_event(line, None, 1 << 20)
+        if not isinstance(e, Rejected):
+            apply_event(states.setdefault(e.member_id, MemberState(e.member_id, 0)), e, max_len)
+    members = sorted(states, key=lambda m: -states[m].n_events)[:count]
+    rows = [model_inputs(states[m], max_len) for m in members]
+    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
+            np.array([r[2] for r in rows], dtype=np.float32),
+            np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
+
+
+def _timed(fn: Callable[[], None], seconds: float) -> list[float]:
+    fn()
+    times: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end or len(times) < 5:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: float = 3.0) -> list[dict]:
+    """Per batch size: one gRPC client request at a time to the served model, and the
+    same computation (models/serving.predict) in this process as the ceiling."""
+    import torch
+    import tritonclient.grpc as grpc
+
+    from models.serving import predict
+
+    model, vocab, hp = loaded
+    client = grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
+    names = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
+    dtypes = ("BYTES", "INT8", "FP32", "FP32")
+    out = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the backend (config.pbtxt torch_threads)
+    try:
+        for b in BATCH_SIZES:
+            batch = [a[:b] for a in rows]
+            inputs = []
+            for name, dtype, arr in zip(names, dtypes, batch):
+                i = grpc.InferInput(name, list(arr.shape), dtype)
+                i.set_data_from_numpy(arr)
+                inputs.append(i)
+            row = {"batch": b}
+            for label, fn in (("triton", lambda: client.infer(settings.triton_model, inputs)),
+                              ("in_process", lambda: predict(model, vocab, *batch, k=hp["top_k"]))):
+                times = _timed(fn, seconds)
+                row[f"{label}_rows_per_s"] = b * len(times) / sum(times)
+                row[f"{label}_p50_ms"] = 1000 * statistics.median(times)
+                row[f"{label}_p99_ms"] = 1000 * float(np.percentile(times, 99))
+            out.append(row)
+    finally:
+        torch.set_num_threads(threads)
+        client.close()
+    return out
+
+
+def state_bytes_after_50(lines: list[bytes], settings: Settings, loaded) -> dict:
+    """Serialised state of the first member to reach 50 valid events in the log, with
+    what the pipeline adds: the model's churn probability and top-K recommendations."""
+    from models.serving import predict
+    from stream.member_state import MemberState, apply_event, model_inputs
+    from stream.parsing import Rejected, parse_event
+    from stream.policies.recommendation_policy import recommendation_update
+
+    model, vocab, hp = loaded
+    states: dict[str, MemberState] = {}
+    for line in lines:
+        e = parse_event(line, None, 1 << 20)
+        if isinstance(e, Rejected):
+            continue
+        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+        apply_event(s, e, settings.sequence_length)
+        if s.n_events == 50:
+            items, types, gaps = model_inputs(s, settings.sequence_length)
+            churn, top, scores = predict(model, vocab, np.array([items], dtype=object),
+                                         np.array([types], dtype=np.int8), np.array([gaps], dtype=np.float32),
+                                         np.zeros((1, 1), np.float32), k=hp["top_k"])
+            s.churn_probability = round(float(churn[0]), 4)
+            recommendation_update(s, [i.decode() for i in top[0]], scores[0], settings.recommendations_k,
+                                  "bench", False)
+            return {"bytes": len(s.to_bytes()), "member_id": s.member_id}
+    raise ValueError("no member reaches 50 events in the bench log")
+
+
+# ---------------------------------------------------------------- the run
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    try:
+        import torch
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - a machine description, never fatal
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu, "python": platform.python_version()}
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (sha or "unknown") + ("+dirty" if sha and dirty else "")
+
+
+def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> dict:
+    if not BENCH_LOG.is_file():
+        say(f"building {BENCH_LOG} from {settings.data_dir} ...")
+        build_log(BENCH_LOG, settings.data_dir)
+    lines = read_lines(BENCH_LOG)
+    n = len(lines)
+    work = settings.state_dir / "bench"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
+                     "machine": machine(), "events": n, "partitions": PARTITIONS,
+                     "command": "make bench"}
+    broker = start_broker(work / "broker")
+    with stopping(broker.process):
+        say(f"loading {n} events into {IN_TOPIC} and {topics.SHOP_EVENTS} ...")
+        asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(IN_TOPIC, OUT_TOPIC)))
+        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines, topic=IN_TOPIC))
+        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
+        say("ceiling: raw aiokafka pass-through ...")
+        results["ceiling_eps"] = asyncio.run(ceiling_eps(broker.bootstrap, n))
+        say(f"  {results['ceiling_eps']:,.0f} events/s")
+        say("trivial Faust agent (Faust defaults) ...")
+        results["faust_trivial_eps"] = faust_trivial_eps(broker, n, work, tuned=False)
+        say(f"  {results['faust_trivial_eps']:,.0f} events/s")
+        say("trivial Faust agent (memberstream's producer and poll settings) ...")
+        results["faust_trivial_tuned_eps"] = faust_trivial_eps(broker, n, work, tuned=True)
+        say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
+        triton = start_triton(settings.triton_repo, settings.triton_model, work)
+        with stopping(triton.process):
+            say("memberstream pipeline over the whole log ...")
+            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
+                   "MEMBERSTREAM_STATE_DIR": str(work / "state"), "MEMBERSTREAM_EMBEDDED_BROKER": "true",
+                   "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
+            worker = start_worker(env, work, name="bench-worker")
+            with stopping(worker.process):
+                pipe = pipeline_eps(worker, n)
+                results["pipeline_eps"] = pipe.pop("eps")
+                results["pipeline"] = pipe
+                say(f"  {results['pipeline_eps']:,.0f} events/s; {pipe}")
+                say("latency at fixed offered rates ...")
+                results["latency_ms"] = latency_ms(broker, worker, lines, say)
+            say("Triton per batch size ...")
+            loaded = load_model(settings)
+            results["triton"] = triton_table(triton, settings, _rows(lines, max(BATCH_SIZES),
+                                                                     settings.sequence_length), loaded)
+    state = state_bytes_after_50(lines, settings, loaded)
+    results["state_bytes_per_member"] = state["bytes"]
+    results["state_member"] = state["member_id"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    table = report(results)
+    (out.parent / "RESULTS.md").write_text(results_md(results, table))
+    say(table)
+    return results
+
+
+def report(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"memberstream bench  {r['date']}  commit {r['commit']}  {m['cores']} cores  {m['cpu']}"
+             f"  GPU {m['gpu'] or 'none'}",
+             f"{r['events']:,} events of real data (Online Retail + YooChoose-100k), "
+             f"{r['partitions']} partitions, embedded broker (Tansu)", "",
+             f"{'measure':<44}{'events/s':>10}{'vs ceiling':>12}{'vs Faust':>10}"]
+    for key, label in (("ceiling_eps", "ceiling: raw aiokafka pass-through"),
+                       ("faust_trivial_eps", "trivial Faust agent (defaults)"),
+                       ("faust_trivial_tuned_eps", "trivial Faust agent (tuned)"),
+                       ("pipeline_eps", "memberstream pipeline (1 worker)")):
+        v = r[key]
+        lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
+                     f"{v / r['faust_trivial_eps']:>9.1f}x")
+    p = r["pipeline"]
+    lines += ["", f"pipeline: {p['events']:,} valid events, {p['dead_lettered']:,} dead-lettered, "
+              f"{p['frames']:,} frames, {p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
+              f"Triton requests, {p['alerts']:,} alerts, {p['segment_changes']:,} segment changes, "
+              f"{p['recommendation_updates']:,} recommendation updates", "",
+              "latency, event produced -> recommendation update consumed (ms)",
+              f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"]
+    for rate, v in r["latency_ms"].items():
+        lines.append(f"{rate:>17}{v['p50']:>8.1f}{v['p95']:>8.1f}{v['p99']:>8.1f}"
+                     f"{v['updates_measured']:>11,} of {v['events']:,}")
+    lines += ["", "model: Triton (gRPC, one request at a time) vs the same computation in-process",
+              f"{'batch':>6}{'Triton rows/s':>15}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'in-process rows/s':>19}{'p50 ms':>9}{'served/in-proc':>16}"]
+    for t in r["triton"]:
+        lines.append(f"{t['batch']:>6}{t['triton_rows_per_s']:>15,.0f}{t['triton_p50_ms']:>9.2f}"
+                     f"{t['triton_p99_ms']:>9.2f}{t['in_process_rows_per_s']:>19,.0f}"
+                     f"{t['in_process_p50_ms']:>9.2f}"
+                     f"{t['triton_rows_per_s'] / t['in_process_rows_per_s']:>15.1%}")
+    lines += ["", f"state bytes per member after 50 events: {r['state_bytes_per_member']} "
+              f"(member {r['state_member']}, with its churn probability and top-10)"]
+    return "\n".join(lines)
+
+
+def results_md(r: dict, table: str) -> str:
+    gpu = HERE / "RESULTS-gpu.md"
+    gpu_text = gpu.read_text() if gpu.is_file() else (
+        "## GPU\n\nNot measured: no session with a GPU has run `bench/gpu.sh` yet.\n")
+    return (f"# Benchmark results\n\nWritten by `{r['command']}` (bench/bench.py) on {r['date']}, "
+            f"commit {r['commit']}, on {r['machine']['cores']} cores ({r['machine']['cpu']}), "
+            f"GPU: {r['machine']['gpu'] or 'none'}. Raw figures: bench/results.json.\n\n"
+            f"## CPU, one run, side by side\n\n```\n{table}\n```\n\n{gpu_text}")

@@ -1,0 +1,128 @@
+"""Where the pipeline's time goes: py-spy on the worker and on Triton's model process.
+
+    python -m bench.profile_pipeline      # or: make profile
+
+Same set-up as `memberstream bench`'s pipeline step (bench log pre-loaded, one
+worker catching up from the beginning); py-spy samples the worker and the
+Triton Python-backend stub for the whole catch-up. Prints, per process, the
+share of samples by where they were (own time, grouped by package) and the
+top functions, and writes bench/PROFILE.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.bench import BENCH_LOG, PARTITIONS, build_log, commit, machine, pipeline_eps, read_lines
+from stream.launcher import start_broker, start_triton, start_worker, stopping
+from stream.replay import replay
+from stream.settings import Settings
+
+HERE = Path(__file__).parent
+# Own time by the file a sample's innermost frame is in (py-spy prints paths
+# relative to site-packages or the project; the exported model's files are bare).
+GROUPS = (("memberstream (stream/, models/, the export)",
+           ("stream/", "models/", "network.py", "serving.py", "encoding.py", "model.py")),
+          ("waiting in select/epoll (idle)", ("selectors.py",)),
+          ("torch", ("torch/",)), ("transformers", ("transformers/",)),
+          ("faust + mode", ("faust/", "mode/")), ("aiokafka", ("aiokafka/", "kafka/")),
+          ("Triton client and backend utilities, gRPC",
+           ("tritonclient/", "grpc/", "triton_python_backend_utils.py")),
+          ("pydantic", ("pydantic",)), ("asyncio", ("asyncio/",)), ("logging", ("logging/",)))
+
+
+def _where(leaf: str) -> str:
+    path = leaf[leaf.rfind("(") + 1:].rstrip(")")
+    for name, prefixes in GROUPS:
+        if any(path.startswith(prefix) for prefix in prefixes):
+            return name
+    return "other (interpreter, C extensions, stdlib)"
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def summarise(raw: Path, title: str, top: int = 15) -> str:
+    own: Counter = Counter()
+    groups: Counter = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(n)
+        total += count
+        leaf = stack.split(";")[-1]
+        own[leaf] += count
+        groups[_where(leaf)] += count
+    lines = [f"### {title}: {total} samples", "", "| where (own time) | share |", "|---|---|"]
+    lines += [f"| {name} | {100 * n / total:.1f} % |" for name, n in groups.most_common()]
+    lines += ["", "| top functions (own time) | share |", "|---|---|"]
+    lines += [f"| `{leaf[:110]}` | {100 * n / total:.1f} % |" for leaf, n in own.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.is_file():
+        print("profile: py-spy is not installed in this environment (pip install -e '.[dev]')",
+              file=sys.stderr)
+        return 2
+    settings = Settings()
+    if not BENCH_LOG.is_file():
+        build_log(BENCH_LOG, settings.data_dir)
+    lines = read_lines(BENCH_LOG)
+    work = settings.state_dir / "profile"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    broker = start_broker(work / "broker")
+    with stopping(broker.process):
+        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
+        triton = start_triton(settings.triton_repo, settings.triton_model, work)
+        with stopping(triton.process):
+            stub = children(triton.process.pid)
+            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
+                   "MEMBERSTREAM_STATE_DIR": str(work / "state"), "MEMBERSTREAM_EMBEDDED_BROKER": "true",
+                   "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
+            worker = start_worker(env, work, name="profile-worker")
+            with stopping(worker.process):
+                spies = []
+                for name, pid in (("worker", worker.process.pid), *(("triton-model", p) for p in stub[:1])):
+                    spies.append((name, subprocess.Popen(
+                        [str(spy), "record", "-p", str(pid), "-r", "250", "-d", "120", "-f", "raw",
+                         "--nonblocking", "--threads", "-o", str(work / f"{name}.txt")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
+                time.sleep(1.0)  # py-spy attached
+                pipe = pipeline_eps(worker, len(lines))
+                for _, proc in spies:
+                    proc.send_signal(2)  # SIGINT: py-spy writes what it has
+                for _, proc in spies:
+                    proc.wait(30)
+    text = [f"# Where the pipeline's time goes\n\n`python -m bench.profile_pipeline` on "
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}, {machine()['cores']} cores "
+            f"({machine()['cpu']}). One worker catching up on {len(lines):,} events of the bench log: "
+            f"{pipe['eps']:,.0f} events/s in this run (py-spy's sampling costs a little).\n"]
+    for name, _ in spies:
+        raw = work / f"{name}.txt"
+        if raw.is_file():
+            text.append(summarise(raw, name))
+    report = "\n".join(text)
+    (HERE / "PROFILE.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

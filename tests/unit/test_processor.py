@@ -1,0 +1,96 @@
+"""Scoring decoupled from the event rate (stream/processor.py), with the shipped
+model computed in-process (models/serving.predict) in place of Triton."""
+import asyncio
+
+import numpy as np
+import orjson
+
+from models.serving import predict
+from stream.processor import MemberProcessor, Record
+from stream.scorer import Scores
+from stream.settings import Settings
+
+from .test_serving import shipped
+
+T0 = 1_291_191_960_000
+
+
+class InProcessScorer:
+    """The served computation without the server; `gate` holds requests back."""
+    model_version = "memberstream@test"
+
+    def __init__(self):
+        self.model, self.vocab, self.k = shipped()
+        self.requests: list[int] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def score(self, rows):
+        self.requests.append(len(rows))
+        await self.gate.wait()
+        churn, items, scores = predict(
+            self.model, self.vocab, np.array([r.items for r in rows], dtype=object),
+            np.array([r.types for r in rows], dtype=np.int8), np.array([r.gaps for r in rows], dtype=np.float32),
+            np.array([[r.silence_s] for r in rows], dtype=np.float32), k=self.k)
+        return Scores(churn, [[i.decode() for i in row] for row in items], scores)
+
+
+def records(events, start=0):
+    out = []
+    for n, (member, i, item) in enumerate(events):
+        value = orjson.dumps({"event_id": f"{member}-{i}", "member_id": member, "type": "purchase",
+                              "item_id": item, "ts": T0 + i * 60_000, "price": 1.0, "session_id": f"s{i}"})
+        out.append(Record(0, start + n, member.encode(), value))
+    return out
+
+
+def run(coro):
+    return asyncio.new_event_loop().run_until_complete(coro)
+
+
+def test_members_are_scored_once_per_request_however_many_events_they_sent():
+    async def go():
+        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        batch = [("a", i, item) for i, item in enumerate(["85123A", "71053", "84406B", "22752", "21730"])]
+        result = await proc.process(records(batch + [("b", 9, "22633")]))
+        assert result.counts["events"] == 6 and set(result.changed) == {"a", "b"}
+        assert list(proc.pending) == ["a", "b"]
+        assert proc.scorer.requests == []  # events alone never wait on the model
+        scored = await proc.score_pending(max_rows=1024)
+        assert proc.scorer.requests == [2] and not proc.pending and not proc.pending_ready.is_set()
+        updates = [orjson.loads(o.value) for o in scored.outputs]
+        assert sorted((u["member_id"], u["based_on"]) for u in updates) == [("a", "a-4"), ("b", "b-9")]
+        assert all(len(u["items"]) == 10 and not u["fallback"] for u in updates)
+        assert not proc.cache["a"].pending_score and proc.cache["a"].churn_probability is not None
+    run(go())
+
+
+def test_a_member_that_moved_on_during_its_request_is_not_published_stale():
+    async def go():
+        scorer = InProcessScorer()
+        proc = MemberProcessor(Settings(_env_file=None), {}, scorer)
+        await proc.process(records([("a", 1, "85123A"), ("b", 2, "71053")]))
+        scorer.gate.clear()
+        in_flight = asyncio.ensure_future(proc.score_pending(max_rows=1024))
+        await asyncio.sleep(0)  # the request for a@1 and b@2 is out
+        await proc.process(records([("a", 3, "84406B")], start=2))  # a moves on meanwhile
+        scorer.gate.set()
+        first = await in_flight
+        assert [orjson.loads(o.value)["based_on"] for o in first.outputs] == ["b-2"]
+        assert list(proc.pending) == ["a"] and proc.cache["a"].pending_score
+        second = await proc.score_pending(max_rows=1024)
+        assert [orjson.loads(o.value)["based_on"] for o in second.outputs] == ["a-3"]
+        assert not proc.pending
+    run(go())
+
+
+def test_pending_members_survive_a_restart_through_the_table():
+    async def go():
+        store = {}
+        proc = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+        result = await proc.process(records([("a", 1, "85123A")]))
+        store.update({m.encode(): s.to_bytes() for m, s in result.changed.items()})
+        restarted = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+        await restarted.process(records([("b", 2, "71053")], start=1))  # first batch after recovery
+        assert list(restarted.pending) == ["a", "b"]
+    run(go())

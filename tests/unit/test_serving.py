@@ -1,0 +1,117 @@
+"""The served computation's fast paths keep its arithmetic (models/serving.py)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers.activations import NewGELUActivation
+
+from models.encoding import ItemVocabulary, encode
+from models.network import MemberTransformer
+from models.serving import predict, prepare, trim_padding
+from stream.member_state import MemberState, apply_event, model_inputs
+from stream.parsing import Rejected, parse_event
+
+EXPORT = Path(__file__).parents[2] / "triton_repo" / "memberstream" / "1"
+EXCERPT = Path(__file__).parents[1] / "data" / "online-retail-excerpt.jsonl"
+
+
+def shipped(precision="fp32"):
+    hp = json.loads((EXPORT / "hparams.json").read_text())
+    vocab = ItemVocabulary.load(EXPORT / "vocab.json")
+    state = torch.load(EXPORT / "weights.pt", weights_only=True)
+    state.pop("_vocab_sha256")
+    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"], hp["n_heads"], 0.0,
+                              hp["churn_horizon_days"])
+    model.load_state_dict(state)
+    return prepare(model, "cpu", precision), vocab, hp["top_k"]
+
+
+def excerpt_batch(every=5):
+    """Real member sequences after every `every`-th event: short and long ones mixed."""
+    states, rows = {}, []
+    for i, line in enumerate(EXCERPT.read_bytes().splitlines()):
+        e = parse_event(line, None, 1 << 20)
+        if isinstance(e, Rejected):
+            continue
+        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+        apply_event(s, e, 50)
+        if i % every == 0:
+            rows.append(model_inputs(s, 50))
+    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
+            np.array([r[2] for r in rows], dtype=np.float32),
+            np.full((len(rows), 1), 86400.0 * 3, dtype=np.float32))
+
+
+def test_trim_padding_cuts_only_columns_that_are_padding_everywhere():
+    types = np.array([[0, 0, 0, 1, 2], [0, 0, 3, 1, 1]], dtype=np.int8)
+    items, t, gaps = trim_padding(types.astype(object), types, types.astype(np.float32))
+    assert t.tolist() == [[0, 1, 2], [3, 1, 1]] and items.shape == gaps.shape == (2, 3)
+    empty = np.zeros((2, 4), dtype=np.int8)
+    assert trim_padding(empty, empty, empty)[1].shape == (2, 1)
+
+
+def test_trimmed_batches_score_like_full_length_ones():
+    model, vocab, k = shipped()
+    batch = excerpt_batch()
+    short = np.flatnonzero((batch[1] > 0).sum(axis=1) <= 12)
+    sub = [a[short] for a in batch]
+    churn, items, scores = predict(model, vocab, *sub, k=k)
+    assert trim_padding(*sub[:3])[1].shape[1] <= 12  # the fast path was taken
+    with torch.inference_mode():  # the untrimmed computation, by hand
+        logits, ref_churn = model(encode(vocab, *sub))
+        ref_scores, ref_idx = torch.softmax(logits, dim=1).topk(k, dim=1)
+    np.testing.assert_allclose(churn, ref_churn.numpy(), atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores.numpy(), atol=1e-6)
+    lookup = np.array([b"", b""] + [i.encode() for i in vocab.items], dtype=object)
+    assert (items == lookup[ref_idx.numpy()]).mean() > 0.99  # ties in the tail may swap
+
+
+def test_fused_gelu_is_gpt2s_tanh_gelu():
+    x = torch.linspace(-8, 8, 10001)
+    np.testing.assert_allclose(torch.nn.functional.gelu(x, approximate="tanh").numpy(),
+                               NewGELUActivation()(x).numpy(), atol=1e-6)
+
+
+def test_bf16_variant_matches_fp32_within_the_stated_tolerance():
+    """The GPU variant's arithmetic, checked on the CPU: churn within 0.02 absolute,
+    the top-1 item the same for 95 % of rows, 8 of the top 10 shared on average."""
+    batch = excerpt_batch()
+    fp32, vocab, k = shipped("fp32")
+    bf16, _, _ = shipped("bf16")
+    c32, i32, _ = predict(fp32, vocab, *batch, k=k)
+    c16, i16, _ = predict(bf16, vocab, *batch, k=k)
+    assert np.abs(c32 - c16).max() <= 0.02
+    assert (i32[:, 0] == i16[:, 0]).mean() >= 0.95
+    overlap = [len(set(a[:10]) & set(b[:10])) for a, b in zip(i32, i16)]
+    assert np.mean(overlap) >= 8
+
+
+def test_unknown_precision_is_refused():
+    model, _, _ = shipped()
+    with pytest.raises(ValueError, match="precision"):
+        prepare(model, "cpu", "int3")
+
+
+def test_sequence_cache_skips_the_encoder_for_sequences_it_has_seen():
+    from models.serving import SequenceCache
+
+    model, vocab, k = shipped()
+    items, types, gaps, silence = excerpt_batch()
+    cache = SequenceCache(max_entries=10_000)
+    plain = predict(model, vocab, items, types, gaps, silence, k=k)
+    first = predict(model, vocab, items, types, gaps, silence, k=k, cache=cache)
+    distinct = len({(tuple(i), t.tobytes(), g.tobytes()) for i, t, g in zip(items, types, gaps)})
+    assert cache.misses == distinct and cache.hits == len(items) - distinct
+    later = silence + 30 * 86400.0  # the same members at a later checkpoint: every row a hit
+    again = predict(model, vocab, items, types, gaps, later, k=k, cache=cache)
+    assert cache.misses == distinct and cache.hits == 2 * len(items) - distinct
+    fresh = predict(model, vocab, items, types, gaps, later, k=k)
+    for a, b in ((plain, first), (fresh, again)):
+        np.testing.assert_allclose(a[0], b[0], atol=1e-5)
+        np.testing.assert_allclose(a[2], b[2], atol=1e-6)
+        assert (a[1] == b[1]).mean() > 0.99
+    small = SequenceCache(max_entries=3)
+    predict(model, vocab, items, types, gaps, silence, k=k, cache=small)
+    assert len(small.entries) == 3
