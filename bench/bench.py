@@ -5,10 +5,13 @@ Triton that the launcher starts, because these machines are noisy: the
 ratios are what count. Results go to bench/results.json (key names are
 stable, so results stay comparable over time) and a table is printed.
 
-  ceiling_eps        raw aiokafka: consume, parse, produce one output per input
-  faust_trivial_eps  a trivial Faust agent forwarding the same messages
-  pipeline_eps       the full memberstream worker over the whole bench log
-  triton             rows/s and latency per batch size, served vs in-process
+  ceiling_eps              raw aiokafka: consume, parse, produce one output per input
+  faust_trivial_eps        a trivial Faust agent forwarding the same messages (Faust defaults)
+  faust_trivial_tuned_eps  the same agent with memberstream's producer and poll settings
+  pipeline_eps             the full memberstream worker over the whole bench log (default)
+  pipeline_frames_eps      the same with MEMBERSTREAM_FRAMES=true (batcher + frames)
+  latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
+  triton                   rows/s and latency per batch size, served vs in-process
   state_bytes_per_member   serialised member state after 50 events
 """
 from __future__ import annotations
@@ -43,6 +46,7 @@ IN_TOPIC, OUT_TOPIC = "bench.in", "bench.out"
 PARTITIONS = 4
 LATENCY_RATES = (500, 2000, 5000)
 LATENCY_SECONDS = 10.0
+TRITON_POOL = 60_000  # distinct sequences for the Triton table
 
 
 # ---------------------------------------------------------------- the log
@@ -293,36 +297,45 @@ def load_model(settings: Settings):
 
 
 def _rows(lines: list[bytes], count: int, max_len: int):
-    """The `count` longest real member sequences (Online Retail) as model rows."""
+    """`count` distinct full-length real sequences as model rows: Online Retail members'
+    rolling windows of `max_len` events, one after each event (no two rows equal, so
+    no request of the table is answered from the served model's sequence cache)."""
     from stream.member_state import MemberState, apply_event, model_inputs
     from stream.parsing import Rejected, parse_event
 
     states: dict[str, MemberState] = {}
-    for line in lines[:60000]:
+    rows = []
+    for line in lines:
+        if len(rows) == count:
+            break
         e = parse_event(line, None, 1 << 20)
-        if not isinstance(e, Rejected):
-            apply_event(states.setdefault(e.member_id, MemberState(e.member_id, 0)), e, max_len)
-    members = sorted(states, key=lambda m: -states[m].n_events)[:count]
-    rows = [model_inputs(states[m], max_len) for m in members]
+        if not isinstance(e, Rejected) and not e.member_id.startswith("yc-"):
+            s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+            apply_event(s, e, max_len)
+            if s.n_events >= max_len:
+                rows.append(model_inputs(s, max_len))
     return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
             np.array([r[2] for r in rows], dtype=np.float32),
             np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
 
 
-def _timed(fn: Callable[[], None], seconds: float) -> list[float]:
-    fn()
+def _timed(fn: Callable[[int], None], seconds: float) -> list[float]:
+    """Call fn(0), fn(1), ... for `seconds` (at least 5 calls); their durations."""
+    fn(0)
     times: list[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end or len(times) < 5:
         t = time.perf_counter()
-        fn()
+        fn(len(times) + 1)
         times.append(time.perf_counter() - t)
     return times
 
 
-def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: float = 3.0) -> list[dict]:
+def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: float = 2.0) -> list[dict]:
     """Per batch size: one gRPC client request at a time to the served model, and the
-    same computation (models/serving.predict) in this process as the ceiling."""
+    same computation (models/serving.predict) in this process as the ceiling. Every
+    request takes the next rows of a pool of distinct sequences: a repeated row would
+    be served from the backend's sequence cache and flatter the served figure."""
     import torch
     import tritonclient.grpc as grpc
 
@@ -332,20 +345,35 @@ def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: floa
     client = grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
     names = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
     dtypes = ("BYTES", "INT8", "FP32", "FP32")
+    pool = len(rows[0])
+    cursor = 0  # rows sent to Triton so far; never wraps within the pool (checked)
     out = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the backend (config.pbtxt torch_threads)
-    try:
-        for b in BATCH_SIZES:
-            batch = [a[:b] for a in rows]
+
+    def take(start: int, b: int):
+        idx = np.arange(start, start + b) % pool
+        return [a[idx] for a in rows]
+
+    def served(b: int) -> Callable[[int], None]:
+        def call(_: int) -> None:
+            nonlocal cursor
             inputs = []
-            for name, dtype, arr in zip(names, dtypes, batch):
+            for name, dtype, arr in zip(names, dtypes, take(cursor, b)):
                 i = grpc.InferInput(name, list(arr.shape), dtype)
                 i.set_data_from_numpy(arr)
                 inputs.append(i)
+            cursor += b
+            client.infer(settings.triton_model, inputs)
+        return call
+
+    def local(b: int) -> Callable[[int], None]:
+        return lambda i: predict(model, vocab, *take(i * b, b), k=hp["top_k"])
+
+    try:
+        for b in BATCH_SIZES:
             row = {"batch": b}
-            for label, fn in (("triton", lambda: client.infer(settings.triton_model, inputs)),
-                              ("in_process", lambda: predict(model, vocab, *batch, k=hp["top_k"]))):
+            for label, fn in (("triton", served(b)), ("in_process", local(b))):
                 times = _timed(fn, seconds)
                 row[f"{label}_rows_per_s"] = b * len(times) / sum(times)
                 row[f"{label}_p50_ms"] = 1000 * statistics.median(times)
@@ -354,6 +382,8 @@ def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: floa
     finally:
         torch.set_num_threads(threads)
         client.close()
+    if cursor > pool:
+        raise RuntimeError(f"Triton table sent {cursor} rows from a pool of {pool}: rows repeated")
     return out
 
 
@@ -447,21 +477,31 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            say("memberstream pipeline over the whole log ...")
             env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
-                   "MEMBERSTREAM_STATE_DIR": str(work / "state"), "MEMBERSTREAM_EMBEDDED_BROKER": "true",
-                   "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
-            worker = start_worker(env, work, name="bench-worker")
+                   "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
+            # With frames first, under its own application id (consumer groups, changelog).
+            say("memberstream pipeline with frames (MEMBERSTREAM_FRAMES=true) ...")
+            worker = start_worker({**env, "MEMBERSTREAM_FRAMES": "true", "MEMBERSTREAM_APP_ID": "bench-frames",
+                                   "MEMBERSTREAM_STATE_DIR": str(work / "state-frames")},
+                                  work, name="bench-worker-frames")
+            with stopping(worker.process):
+                pipe = pipeline_eps(worker, n)
+            results["pipeline_frames_eps"] = pipe.pop("eps")
+            results["pipeline_frames"] = pipe
+            say(f"  {results['pipeline_frames_eps']:,.0f} events/s; {pipe}")
+            say("memberstream pipeline, the default (one Faust message per event) ...")
+            worker = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "state")}, work,
+                                  name="bench-worker")
             with stopping(worker.process):
                 pipe = pipeline_eps(worker, n)
                 results["pipeline_eps"] = pipe.pop("eps")
                 results["pipeline"] = pipe
                 say(f"  {results['pipeline_eps']:,.0f} events/s; {pipe}")
-                say("latency at fixed offered rates ...")
+                say("latency at fixed offered rates (the default pipeline) ...")
                 results["latency_ms"] = latency_ms(broker, worker, lines, say)
             say("Triton per batch size ...")
             loaded = load_model(settings)
-            results["triton"] = triton_table(triton, settings, _rows(lines, max(BATCH_SIZES),
+            results["triton"] = triton_table(triton, settings, _rows(lines, TRITON_POOL,
                                                                      settings.sequence_length), loaded)
     state = state_bytes_after_50(lines, settings, loaded)
     results["state_bytes_per_member"] = state["bytes"]
@@ -484,15 +524,19 @@ def report(r: dict) -> str:
     for key, label in (("ceiling_eps", "ceiling: raw aiokafka pass-through"),
                        ("faust_trivial_eps", "trivial Faust agent (defaults)"),
                        ("faust_trivial_tuned_eps", "trivial Faust agent (tuned)"),
-                       ("pipeline_eps", "memberstream pipeline (1 worker)")):
+                       ("pipeline_eps", "memberstream pipeline (default, 1 worker)"),
+                       ("pipeline_frames_eps", "memberstream pipeline (frames, 1 worker)")):
         v = r[key]
         lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
                      f"{v / r['faust_trivial_eps']:>9.1f}x")
     p = r["pipeline"]
     lines += ["", f"pipeline: {p['events']:,} valid events, {p['dead_lettered']:,} dead-lettered, "
-              f"{p['frames']:,} frames, {p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
+              f"{p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
               f"Triton requests, {p['alerts']:,} alerts, {p['segment_changes']:,} segment changes, "
-              f"{p['recommendation_updates']:,} recommendation updates", "",
+              f"{p['recommendation_updates']:,} recommendation updates",
+              f"with frames: {r['pipeline_frames']['frames']:,} frames, "
+              f"{r['pipeline_frames']['scored_rows']:,} rows scored, "
+              f"{r['pipeline_frames']['alerts']:,} alerts (the same decisions)", "",
               "latency, event produced -> recommendation update consumed (ms)",
               f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"]
     for rate, v in r["latency_ms"].items():

@@ -27,7 +27,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     broker_max_poll_records=5000,
     stream_buffer_maxsize=20000,
-    producer_linger=0.001,
+    producer_linger=0.005,
     producer_max_batch_size=262144,
     **_extra,
 )

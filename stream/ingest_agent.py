@@ -1,14 +1,15 @@
-"""The ingest agent: frames of shop events -> state, outputs; and the scorers.
+"""The ingest agent: shop events -> state, outputs; and the scorers.
 
-The batcher (stream/batcher.py, started here as a task of every worker)
-moves `shop.events` into frames; the agent takes a few frames at a time
-(one Faust event each), unpacks their records and hands them to the
-processor. Members it touched are scored by `scoring_concurrency` scoring
+The agent takes batches of `shop.events` records and hands them to the
+processor. With MEMBERSTREAM_FRAMES=true the batcher (stream/batcher.py,
+started here in a thread of every worker) first moves `shop.events` into
+frames of many records, and the agent takes a few frames at a time (one
+Faust event each); see DESIGN.md section 8 for why that is not the default. Members it touched are scored by `scoring_concurrency` scoring
 tasks, each sending one Triton request for as many pending members as it
 holds, so the number of model rows follows the number of members, not the
 number of events.
 
-At-least-once: a batch's frames are acknowledged only after its outputs and
+At-least-once: a batch's input messages are acknowledged only after its outputs and
 changelog records are delivered; outputs carry deterministic ids; a member
 awaiting scoring is flagged in the changelog, so a restart re-scores it.
 """
@@ -26,13 +27,19 @@ from .scorer import TritonScorer
 
 log = logging.getLogger(__name__)
 
-frames = app.topic(topics.frames_topic(settings.app_id), key_type=bytes, value_type=bytes,
-                   key_serializer="raw", value_serializer="raw",
-                   partitions=settings.partitions, internal=True)
+# The agent's input: shop.events itself (the default), or the batcher's frames
+# (MEMBERSTREAM_FRAMES=true: faster, but see DESIGN.md section 8 on rebalancing).
+if settings.frames:
+    source = app.topic(topics.frames_topic(settings.app_id), key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw",
+                       partitions=settings.partitions, internal=True)
+else:
+    source = app.topic(topics.SHOP_EVENTS, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 scorer = TritonScorer(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
                       settings.triton_max_rows)
 processor = MemberProcessor(settings, members.data, scorer)
-batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, frames.get_topic_name(),
+batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(settings.app_id),
                   f"{settings.app_id}-batcher", frame_records=settings.frame_max_events,
                   fetch_max_wait_ms=tansu_quirks.FETCH_MAX_WAIT_MS if settings.embedded_broker else 500,
                   session_timeout_ms=int(tansu_quirks.FAUST_SETTINGS["broker_session_timeout"] * 1000),
@@ -41,6 +48,9 @@ _scorer_started = asyncio.Event()
 
 
 def _records(events) -> list[Record]:
+    if not settings.frames:
+        return [Record(e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events]
     out = []
     for e in events:
         partition, records = framing.unpack(e.message.value)
@@ -71,7 +81,7 @@ async def publish(result: BatchResult) -> None:
         await asyncio.gather(*markers)
 
 
-@app.agent(frames)
+@app.agent(source)
 async def ingest(stream):
     # Faust's start-up can leave the root logger at DEBUG, and then every debug call
     # of aiokafka and Faust builds a record (20-30 % of a trivial agent's CPU,
@@ -79,7 +89,8 @@ async def ingest(stream):
     logging.getLogger().setLevel(settings.log_level.upper())
     await scorer.start()
     _scorer_started.set()
-    async for events in stream.take_events(settings.batch_max_frames, within=settings.batch_within_s):
+    batch = settings.batch_max_frames if settings.frames else settings.batch_max_events
+    async for events in stream.take_events(batch, within=settings.batch_within_s):
         await publish(await processor.process(_records(events)))
 
 
@@ -97,9 +108,12 @@ async def scoring() -> None:
 
 @app.task
 async def batching() -> None:
+    if not settings.frames:
+        batcher.joined.set()  # no batcher: nothing to wait for
+        return
     # Created here with the app's partition count, before a send could auto-create them.
     await topics.ensure_topics(settings.bootstrap_servers, settings.partitions,
-                               names=(topics.SHOP_EVENTS, frames.get_topic_name()))
+                               names=(topics.SHOP_EVENTS, source.get_topic_name()))
     batcher.start_thread()
     try:
         while batcher.error is None:
@@ -111,4 +125,4 @@ async def batching() -> None:
 
 @app.on_partitions_revoked.connect
 async def on_revoked(app, revoked, **kwargs) -> None:
-    processor.forget_partitions({tp.partition for tp in revoked if tp.topic == frames.get_topic_name()})
+    processor.forget_partitions({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})

@@ -38,11 +38,15 @@ class Settings(BaseSettings):
     state_dir: Path = STATE_DIR
     log_level: str = "warning"
 
-    # Batching: the batcher packs up to frame_max_events records per frame; the
-    # agent takes up to batch_max_frames frames, or what came within batch_within_s.
+    # Batching: the agent takes up to batch_max_events records, or what came within
+    # batch_within_s. With frames=true a batcher packs up to frame_max_events records
+    # per Kafka message first and the agent takes up to batch_max_frames frames:
+    # much faster, but a rebalance can skip frames (DESIGN.md section 8), so off.
+    batch_max_events: int = Field(2000, ge=1)
+    batch_within_s: float = Field(0.02, gt=0)
+    frames: bool = False
     frame_max_events: int = Field(1000, ge=1)
     batch_max_frames: int = Field(8, ge=1)
-    batch_within_s: float = Field(0.005, gt=0)
     # Scoring: requests in flight at once, each for up to triton_max_rows pending members.
     scoring_concurrency: int = Field(2, ge=1)
     triton_max_rows: int = Field(1024, ge=1, description="rows per Triton request (model max_batch_size)")

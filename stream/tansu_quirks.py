@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FETCH_MAX_WAIT_MS = 5
+FETCH_MAX_WAIT_MS = 20  # 5 ms cut latency but made rebalances lose records (DESIGN.md section 8)
 MARKER_PREFIX = b"\x00end-of-batch:"
 FAUST_SETTINGS: dict[str, Any] = {
     "processing_guarantee": "at_least_once",   # quirks 1 and 3

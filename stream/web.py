@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .app import app
 from .event_time import rfc3339
-from .ingest_agent import batcher, frames, processor, scorer
+from .ingest_agent import batcher, processor, scorer, source
 from .members_table import members
 
 COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
@@ -12,10 +12,10 @@ COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_u
 
 @app.page("/health")
 async def health(web, request):
-    """200 once the worker owns partitions, has recovered its table and its batcher has
-    joined its group, else 503."""
+    """200 once the worker owns partitions, has recovered its table and (with frames)
+    its batcher has joined its group, else 503."""
     assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                      if tp.topic == frames.get_topic_name()) if app.consumer else []
+                      if tp.topic == source.get_topic_name()) if app.consumer else []
     ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
              and batcher.joined.is_set())
     return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,

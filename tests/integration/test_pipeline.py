@@ -145,3 +145,34 @@ def test_specific_members_get_the_expected_alerts_and_recommendations(run):
     anomalies = cluster.read_json(topics.ANOMALIES, count=int(m["memberstream_anomalies_total"]))
     assert [(a["member_id"], a["event_ids"]) for a in anomalies if a["member_id"] == "12901"] == [
         ("12901", ["or-554272-0", "or-554272-2"])]
+
+
+def test_with_frames_the_same_log_decides_the_same(triton, tmp_path, run):
+    """MEMBERSTREAM_FRAMES=true (batcher + frames): the same counts, dead letters,
+    alerts and final recommendations as the default path on the same log."""
+    cluster_default, worker_default, lines = run
+    broker = start_broker(tmp_path / "broker")
+    cluster = Cluster(broker, triton, tmp_path)
+    try:
+        worker = cluster.start_worker(frames="true")
+        cluster.wait_processed(worker, cluster.replay(lines))
+        m, d = worker.metrics(), worker_default.metrics()
+        assert m["memberstream_frames_total"] >= 1 and m["memberstream_batched_records_total"] == len(lines)
+        for name in ("events", "dead_lettered", "duplicates", "alerts", "anomalies"):
+            assert m[f"memberstream_{name}_total"] == d[f"memberstream_{name}_total"], name
+        dead = cluster.read(topics.DEAD_LETTER, count=22)
+        assert sorted(x.value for x in dead) == sorted(x.value for x in cluster_default.read(topics.DEAD_LETTER, count=22))
+        # Provenance survives the frames: the original topic, partition and offset.
+        origins = {(dict(x.headers)["source_topic"], dict(x.headers)["source_partition"],
+                    int(dict(x.headers)["source_offset"])) for x in dead}
+        assert len(origins) == 22 and {o[0] for o in origins} == {b"shop.events"}
+        alerts = cluster.read_json(topics.CHURN_ALERTS, count=int(m["memberstream_alerts_total"]))
+        assert {(a["member_id"], a["event_time"], tuple(r["code"] for r in a["reasons"])) for a in alerts} == EXPECTED_ALERTS
+        recs = cluster.read_json(topics.RECOMMENDATIONS, count=int(m["memberstream_recommendation_updates_total"]))
+        final = {r["member_id"]: r for r in recs}
+        for member, (based_on, top5) in EXPECTED_FINAL_TOP5.items():
+            assert final[member]["based_on"] == based_on
+            assert [i["item_id"] for i in final[member]["items"][:5]] == top5
+    finally:
+        cluster.stop()
+        broker.process.stop()

@@ -108,6 +108,8 @@ def test_train_export_and_serve_a_small_model(tmp_path):
         "encoding.py", "hparams.json", "model.py", "network.py", "serving.py", "vocab.json", "weights.pt"]
     config_text = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
     assert f'string_value: "{trained.vocab.sha256}"' in config_text and "dynamic_batching" in config_text
+    gpu_text = (tmp_path / "repo" / "m" / "configs" / "gpu.pbtxt").read_text()
+    assert f'string_value: "{trained.vocab.sha256}"' in gpu_text and "KIND_GPU" in gpu_text
     reloaded, _ = load_checkpoint(tmp_path / "ck.pt")
     rows = dict(item_ids=np.array([[b""] * 48 + [b"85123A", b"71053"]], dtype=object),
                 types=np.array([[0] * 48 + [5, 5]], dtype=np.int8), gaps=np.zeros((1, 50), np.float32),

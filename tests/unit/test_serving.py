@@ -115,3 +115,23 @@ def test_sequence_cache_skips_the_encoder_for_sequences_it_has_seen():
     small = SequenceCache(max_entries=3)
     predict(model, vocab, items, types, gaps, silence, k=k, cache=small)
     assert len(small.entries) == 3
+
+
+def test_gpu_config_serves_the_same_signature_on_a_gpu_in_bf16():
+    """configs/gpu.pbtxt (chosen with --model-config-name=gpu) differs from the CPU
+    default only in placement, batching and precision."""
+    import re
+
+    model_dir = EXPORT.parent
+    cpu, gpu = (model_dir / "config.pbtxt").read_text(), (model_dir / "configs" / "gpu.pbtxt").read_text()
+
+    def signature(text):
+        return re.search(r"input \[.*?\]\noutput \[.*?\]\n", text, re.S).group(0)
+
+    assert signature(cpu) == signature(gpu)
+    assert 'name: "memberstream"' in gpu and "KIND_GPU" in gpu and "KIND_CPU" in cpu
+    assert re.search(r'key: "precision" value: \{ string_value: "bf16" \}', gpu)
+    assert re.search(r'key: "precision" value: \{ string_value: "fp32" \}', cpu)
+    sha = json.loads((EXPORT / "hparams.json").read_text())["vocab_sha256"]
+    assert sha in cpu and sha in gpu
+    assert "preferred_batch_size: [ 256, 1024 ]" in gpu

@@ -1,0 +1,108 @@
+"""Nothing lost when a second worker joins during catch-up.
+
+    python -m bench.rebalance_check            # the default input path
+    python -m bench.rebalance_check --frames   # with MEMBERSTREAM_FRAMES=true
+
+Loads the bench log into shop.events, starts one worker and a second one while
+the first is catching up, waits until both stop moving, then reads the members
+changelog back and sums every member's event count: with nothing lost and
+nothing counted twice it equals the valid events of the log. Exit status 1
+when it does not. Seen on 2026-11-22 with --frames: the frames topic held all
+232,899 records, yet 10,000 to 20,000 events never reached the agents (both
+healthy, no duplicates): frames fetched before the rebalance were skipped
+without being redelivered (DESIGN.md section 8).
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+
+from aiokafka import AIOKafkaConsumer
+
+from bench.bench import BENCH_LOG, PARTITIONS, build_log, read_lines
+from stream import framing, topics
+from stream.launcher import start_broker, start_triton, start_worker, stopping
+from stream.replay import replay
+from stream.settings import Settings
+
+
+def taken(worker) -> int:
+    m = worker.metrics()
+    return sum(int(m.get(f"memberstream_{k}_total", 0)) for k in ("events", "dead_lettered", "duplicates"))
+
+
+async def table_events(bootstrap: str, topic: str) -> tuple[int, int]:
+    """(members, sum of their event counts) from the newest changelog value per key."""
+    from stream.member_state import MemberState
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    newest: dict[bytes, bytes] = {}
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000):
+            for msgs in batch.values():
+                newest.update((m.key, m.value) for m in msgs if not m.key.startswith(b"\x00"))
+    finally:
+        await consumer.stop()
+    return len(newest), sum(MemberState.from_bytes(v).n_events for v in newest.values())
+
+
+async def framed(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    n = 0
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000):
+            n += sum(len(framing.unpack(m.value)[1]) for msgs in batch.values() for m in msgs)
+    finally:
+        await consumer.stop()
+    return n
+
+
+def main() -> int:
+    settings = Settings()
+    use_frames = "--frames" in sys.argv[1:]
+    if not BENCH_LOG.is_file():
+        build_log(BENCH_LOG, settings.data_dir)
+    lines = read_lines(BENCH_LOG)
+    work = settings.state_dir / "rebalance-check"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    broker = start_broker(work / "broker")
+    with stopping(broker.process):
+        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
+        triton = start_triton(settings.triton_repo, settings.triton_model, work)
+        with stopping(triton.process):
+            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
+                   "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(PARTITIONS),
+                   "MEMBERSTREAM_FRAMES": "true" if use_frames else "false"}
+            first = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "a")}, work, name="first")
+            with stopping(first.process):
+                second = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "b")}, work, name="second")
+                with stopping(second.process):
+                    last, still_since = -1, time.monotonic()
+                    while time.monotonic() - still_since < 30:
+                        now = taken(first) + taken(second)
+                        if now != last:
+                            last, still_since = now, time.monotonic()
+                        if now >= len(lines):
+                            break
+                        time.sleep(1.0)
+                    members, events = asyncio.run(table_events(
+                        broker.bootstrap, f"{settings.app_id}-members-changelog"))
+                    in_frames = (asyncio.run(framed(broker.bootstrap, topics.frames_topic(settings.app_id)))
+                                 if use_frames else None)
+    from stream.parsing import Rejected, parse_event
+    valid = sum(not isinstance(parse_event(line, None, 1 << 20), Rejected) for line in lines)
+    print(f"{'frames' if use_frames else 'direct'}: log {len(lines)} lines, {valid} valid events; "
+          f"records taken by the two workers {last}; members table: {members} members holding "
+          f"{events} events" + (f"; records in the frames topic {in_frames}" if use_frames else ""))
+    return 0 if events == valid else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
