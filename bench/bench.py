@@ -558,7 +558,7 @@ def report(r: dict) -> str:
 def results_md(r: dict, table: str) -> str:
     gpu = HERE / "RESULTS-gpu.md"
     gpu_text = gpu.read_text() if gpu.is_file() else (
-        "## GPU\n\nNot measured: no session with a GPU has run `bench/gpu.sh` yet.\n")
+        "## GPU\n\nNot measured: no session with a GPU has run `make bench-gpu` (python -m bench.gpu) yet.\n")
     return (f"# Benchmark results\n\nWritten by `{r['command']}` (bench/bench.py) on {r['date']}, "
             f"commit {r['commit']}, on {r['machine']['cores']} cores ({r['machine']['cpu']}), "
             f"GPU: {r['machine']['gpu'] or 'none'}. Raw figures: bench/results.json.\n\n"
