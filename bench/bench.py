@@ -17,6 +17,7 @@ stable, so results stay comparable over time) and a table is printed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import orjson
@@ -74,6 +75,32 @@ def build_log(path: Path, data_dir: Path) -> int:
 def read_lines(path: Path) -> list[bytes]:
     with open(path, "rb") as fh:
         return [line.rstrip(b"\n") for line in fh if line.strip()]
+
+
+def worker_env(broker: Broker, triton: Triton, **extra: str) -> dict[str, str]:
+    """A bench worker's configuration: the embedded broker and this run's Triton."""
+    env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
+           "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
+    env.update({f"MEMBERSTREAM_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+@contextlib.contextmanager
+def loaded_stack(settings: Settings, name: str) -> Iterator[tuple[list[bytes], Broker, Triton, Path]]:
+    """A fresh broker holding the bench log in shop.events, and Triton, in
+    .memberstream/<name>/; both stopped by PID however the block ends."""
+    if not BENCH_LOG.is_file():
+        build_log(BENCH_LOG, settings.data_dir)
+    lines = read_lines(BENCH_LOG)
+    work = settings.state_dir / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    broker = start_broker(work / "broker")
+    with stopping(broker.process):
+        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
+        triton = start_triton(settings.triton_repo, settings.triton_model, work)
+        with stopping(triton.process):
+            yield lines, broker, triton, work
 
 
 # ---------------------------------------------------------------- ceilings
@@ -477,12 +504,10 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
-                   "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
             # With frames first, under its own application id (consumer groups, changelog).
             say("memberstream pipeline with frames (MEMBERSTREAM_FRAMES=true) ...")
-            worker = start_worker({**env, "MEMBERSTREAM_FRAMES": "true", "MEMBERSTREAM_APP_ID": "bench-frames",
-                                   "MEMBERSTREAM_STATE_DIR": str(work / "state-frames")},
+            worker = start_worker(worker_env(broker, triton, frames="true", app_id="bench-frames",
+                                             state_dir=str(work / "state-frames")),
                                   work, name="bench-worker-frames")
             with stopping(worker.process):
                 pipe = pipeline_eps(worker, n)
@@ -490,7 +515,7 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
             results["pipeline_frames"] = pipe
             say(f"  {results['pipeline_frames_eps']:,.0f} events/s; {pipe}")
             say("memberstream pipeline, the default (one Faust message per event) ...")
-            worker = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "state")}, work,
+            worker = start_worker(worker_env(broker, triton, state_dir=str(work / "state")), work,
                                   name="bench-worker")
             with stopping(worker.process):
                 pipe = pipeline_eps(worker, n)

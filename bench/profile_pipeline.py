@@ -10,17 +10,14 @@ top functions, and writes bench/PROFILE.md.
 """
 from __future__ import annotations
 
-import asyncio
-import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench.bench import BENCH_LOG, PARTITIONS, build_log, commit, machine, pipeline_eps, read_lines
-from stream.launcher import start_broker, start_triton, start_worker, stopping
-from stream.replay import replay
+from bench.bench import commit, loaded_stack, machine, pipeline_eps, worker_env
+from stream.launcher import start_worker, stopping
 from stream.settings import Settings
 
 HERE = Path(__file__).parent
@@ -81,35 +78,23 @@ def main() -> int:
               file=sys.stderr)
         return 2
     settings = Settings()
-    if not BENCH_LOG.is_file():
-        build_log(BENCH_LOG, settings.data_dir)
-    lines = read_lines(BENCH_LOG)
-    work = settings.state_dir / "profile"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    broker = start_broker(work / "broker")
-    with stopping(broker.process):
-        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
-        triton = start_triton(settings.triton_repo, settings.triton_model, work)
-        with stopping(triton.process):
-            stub = children(triton.process.pid)
-            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
-                   "MEMBERSTREAM_STATE_DIR": str(work / "state"), "MEMBERSTREAM_EMBEDDED_BROKER": "true",
-                   "MEMBERSTREAM_PARTITIONS": str(PARTITIONS)}
-            worker = start_worker(env, work, name="profile-worker")
-            with stopping(worker.process):
-                spies = []
-                for name, pid in (("worker", worker.process.pid), *(("triton-model", p) for p in stub[:1])):
-                    spies.append((name, subprocess.Popen(
-                        [str(spy), "record", "-p", str(pid), "-r", "250", "-d", "120", "-f", "raw",
-                         "--nonblocking", "--threads", "-o", str(work / f"{name}.txt")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
-                time.sleep(1.0)  # py-spy attached
-                pipe = pipeline_eps(worker, len(lines))
-                for _, proc in spies:
-                    proc.send_signal(2)  # SIGINT: py-spy writes what it has
-                for _, proc in spies:
-                    proc.wait(30)
+    with loaded_stack(settings, "profile") as (lines, broker, triton, work):
+        stub = children(triton.process.pid)
+        env = worker_env(broker, triton, state_dir=str(work / "state"))
+        worker = start_worker(env, work, name="profile-worker")
+        with stopping(worker.process):
+            spies = []
+            for name, pid in (("worker", worker.process.pid), *(("triton-model", p) for p in stub[:1])):
+                spies.append((name, subprocess.Popen(
+                    [str(spy), "record", "-p", str(pid), "-r", "250", "-d", "120", "-f", "raw",
+                     "--nonblocking", "--threads", "-o", str(work / f"{name}.txt")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
+            time.sleep(1.0)  # py-spy attached
+            pipe = pipeline_eps(worker, len(lines))
+            for _, proc in spies:
+                proc.send_signal(2)  # SIGINT: py-spy writes what it has
+            for _, proc in spies:
+                proc.wait(30)
     text = [f"# Where the pipeline's time goes\n\n`python -m bench.profile_pipeline` on "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}, {machine()['cores']} cores "
             f"({machine()['cpu']}). One worker catching up on {len(lines):,} events of the bench log: "

@@ -15,16 +15,14 @@ without being redelivered (DESIGN.md section 8).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 import time
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.bench import BENCH_LOG, PARTITIONS, build_log, read_lines
+from bench.bench import loaded_stack, worker_env
 from stream import framing, topics
-from stream.launcher import start_broker, start_triton, start_worker, stopping
-from stream.replay import replay
+from stream.launcher import start_worker, stopping
 from stream.settings import Settings
 
 
@@ -66,36 +64,24 @@ async def framed(bootstrap: str, topic: str) -> int:
 def main() -> int:
     settings = Settings()
     use_frames = "--frames" in sys.argv[1:]
-    if not BENCH_LOG.is_file():
-        build_log(BENCH_LOG, settings.data_dir)
-    lines = read_lines(BENCH_LOG)
-    work = settings.state_dir / "rebalance-check"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    broker = start_broker(work / "broker")
-    with stopping(broker.process):
-        asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
-        triton = start_triton(settings.triton_repo, settings.triton_model, work)
-        with stopping(triton.process):
-            env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
-                   "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(PARTITIONS),
-                   "MEMBERSTREAM_FRAMES": "true" if use_frames else "false"}
-            first = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "a")}, work, name="first")
-            with stopping(first.process):
-                second = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "b")}, work, name="second")
-                with stopping(second.process):
-                    last, still_since = -1, time.monotonic()
-                    while time.monotonic() - still_since < 30:
-                        now = taken(first) + taken(second)
-                        if now != last:
-                            last, still_since = now, time.monotonic()
-                        if now >= len(lines):
-                            break
-                        time.sleep(1.0)
-                    members, events = asyncio.run(table_events(
-                        broker.bootstrap, f"{settings.app_id}-members-changelog"))
-                    in_frames = (asyncio.run(framed(broker.bootstrap, topics.frames_topic(settings.app_id)))
-                                 if use_frames else None)
+    with loaded_stack(settings, "rebalance-check") as (lines, broker, triton, work):
+        env = worker_env(broker, triton, frames="true" if use_frames else "false")
+        first = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "a")}, work, name="first")
+        with stopping(first.process):
+            second = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "b")}, work, name="second")
+            with stopping(second.process):
+                last, still_since = -1, time.monotonic()
+                while time.monotonic() - still_since < 30:
+                    now = taken(first) + taken(second)
+                    if now != last:
+                        last, still_since = now, time.monotonic()
+                    if now >= len(lines):
+                        break
+                    time.sleep(1.0)
+                members, events = asyncio.run(table_events(
+                    broker.bootstrap, f"{settings.app_id}-members-changelog"))
+                in_frames = (asyncio.run(framed(broker.bootstrap, topics.frames_topic(settings.app_id)))
+                             if use_frames else None)
     from stream.parsing import Rejected, parse_event
     valid = sum(not isinstance(parse_event(line, None, 1 << 20), Rejected) for line in lines)
     print(f"{'frames' if use_frames else 'direct'}: log {len(lines)} lines, {valid} valid events; "
