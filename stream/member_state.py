@@ -51,6 +51,7 @@ class MemberState:
     times: list[int] = field(default_factory=list)  # event time, epoch ms
     hashes: list[int] = field(default_factory=list)
     last_event_id: str = ""
+    last_offset: int = -1  # shop.events offset of the newest applied event (on `partition`)
     # Counters over the whole history.
     first_ts: int = 0
     n_events: int = 0
@@ -99,7 +100,7 @@ _ESC = 0xFFFFFFFF
 _NONE16 = 0xFFFF
 _STAGES = (None, "new", "active", "loyal", "at_risk", "churned", "reactivated")
 _TIERS = (None, "bronze", "silver", "gold")
-_HEAD = struct.Struct("<BHBqqIIdIqBBHBBBBBHH")
+_HEAD = struct.Struct("<BHBqqIIdIqBBHBBBBBHHq")
 
 
 def encode_state(s: MemberState) -> bytes:
@@ -127,7 +128,7 @@ def encode_state(s: MemberState) -> bytes:
                       s.purchase_visits, s.monetary, s.cart_open, s.dropped_ts, s.check_index,
                       flags | _STAGES.index(s.stage) << 4, pc, _TIERS.index(s.tier),
                       n_visits, n_recs, len(escaped), 1 if s.episode is not None else 0, len(table),
-                      len(deltas))
+                      len(deltas), s.last_offset)
     return b"".join((
         head, table, bytes(map(at, items)), bytes(s.types), mask,
         struct.pack(f"<{len(deltas)}I{len(escaped)}q{n}I", *deltas, *escaped, *s.hashes),
@@ -142,7 +143,7 @@ def decode_state(raw: bytes) -> MemberState:
     if not raw or raw[0] != CODEC_VERSION:
         raise ValueError(f"member state codec {raw[:1]!r}, expected version {CODEC_VERSION}")
     (_, partition, n, t0, first_ts, n_events, pv, monetary, cart, dropped, ci, flags, pc, tier,
-     n_visits, n_recs, n_escaped, has_episode, table_len, n_gaps) = _HEAD.unpack_from(raw, 0)
+     n_visits, n_recs, n_escaped, has_episode, table_len, n_gaps, last_offset) = _HEAD.unpack_from(raw, 0)
     pos = _HEAD.size
     table = raw[pos:pos + table_len]
     strings = orjson.loads(table[2:]) if table[:2] == b"\x00J" else table.decode().split("\x00")
@@ -176,7 +177,7 @@ def decode_state(raw: bytes) -> MemberState:
                     vnum[n_visits + i], bool(vflags[i] & 2)) for i in range(n_visits)]
     return MemberState(
         member_id=strings[0], partition=partition, items=items, types=types, times=times,
-        hashes=hashes, last_event_id=strings[1], first_ts=first_ts, n_events=n_events,
+        hashes=hashes, last_event_id=strings[1], last_offset=last_offset, first_ts=first_ts, n_events=n_events,
         purchase_visits=pv, monetary=monetary, cart_open=cart, dropped_ts=dropped, visits=visits,
         check_index=ci, episode=strings[2] if has_episode else None, churned=bool(flags & 1),
         reactivated=bool(flags & 2), stage=_STAGES[flags >> 4], tier=_TIERS[tier],

@@ -162,7 +162,10 @@ class MemberProcessor:
             self._ensure_partition(rec.partition)
             state = self._state_for(event.member_id, rec.partition)
             digest = event_hash(event.event_id)
-            if digest in state.hashes:
+            if digest in state.hashes or (rec.offset <= state.last_offset and event.ts <= state.last_ts):
+                # The hash catches a resent event among the last 50; the offset catches a
+                # redelivery of any length (after a rebalance or a restart). A recreated
+                # topic, whose offsets start again, brings newer event times: not dropped.
                 out.counts["duplicates"] += 1
                 continue
             self.schedule.advance(rec.partition, event.ts)
@@ -178,6 +181,7 @@ class MemberProcessor:
                 touched[member] = silent
             visits_before = state.purchase_visits
             visit = apply_event(state, event, L, digest)
+            state.last_offset = rec.offset
             started = state.purchase_visits > visits_before
             state.check_index = 0
             self.schedule.schedule(state)

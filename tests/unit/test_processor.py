@@ -94,3 +94,18 @@ def test_pending_members_survive_a_restart_through_the_table():
         await restarted.process(records([("b", 2, "71053")], start=1))  # first batch after recovery
         assert list(restarted.pending) == ["a", "b"]
     run(go())
+
+
+def test_a_redelivery_longer_than_the_hash_window_is_dropped_by_offset():
+    """After a rebalance a member's records may come again, more than 50 of them."""
+    async def go():
+        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        first = records([("a", i, "85123A") for i in range(80)])
+        await proc.process(first)
+        again = await proc.process(first)  # the same 80 records, same offsets
+        assert again.counts["duplicates"] == 80 and again.counts["events"] == 0
+        assert proc.cache["a"].n_events == 80
+        # A recreated topic starts its offsets again, with newer events: applied.
+        newer = await proc.process(records([("a", 200, "71053")]))
+        assert newer.counts["events"] == 1 and proc.cache["a"].n_events == 81
+    run(go())
