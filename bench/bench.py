@@ -35,8 +35,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream import topics
-from stream.launcher import (Broker, Triton, Worker, free_port, spawn, start_broker, start_triton,
-                             start_worker, stopping, wait_until)
+from stream.launcher import (Broker, Triton, Worker, free_port, records_taken, spawn, start_broker,
+                             start_triton, start_worker, stopping, wait_until)
 from stream.replay import replay
 from stream.settings import Settings
 
@@ -77,6 +77,14 @@ def read_lines(path: Path) -> list[bytes]:
         return [line.rstrip(b"\n") for line in fh if line.strip()]
 
 
+def bench_lines(settings: Settings, say: Callable[[str], None] = print) -> list[bytes]:
+    """The bench log's lines, built from the data sets on first use."""
+    if not BENCH_LOG.is_file():
+        say(f"building {BENCH_LOG} from {settings.data_dir} ...")
+        build_log(BENCH_LOG, settings.data_dir)
+    return read_lines(BENCH_LOG)
+
+
 def worker_env(broker: Broker, triton: Triton, **extra: str) -> dict[str, str]:
     """A bench worker's configuration: the embedded broker and this run's Triton."""
     env = {"MEMBERSTREAM_BROKER_URL": broker.url, "MEMBERSTREAM_TRITON_URL": triton.grpc_url,
@@ -89,9 +97,7 @@ def worker_env(broker: Broker, triton: Triton, **extra: str) -> dict[str, str]:
 def loaded_stack(settings: Settings, name: str) -> Iterator[tuple[list[bytes], Broker, Triton, Path]]:
     """A fresh broker holding the bench log in shop.events, and Triton, in
     .memberstream/<name>/; both stopped by PID however the block ends."""
-    if not BENCH_LOG.is_file():
-        build_log(BENCH_LOG, settings.data_dir)
-    lines = read_lines(BENCH_LOG)
+    lines = bench_lines(settings)
     work = settings.state_dir / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -182,7 +188,7 @@ def pipeline_eps(worker: Worker, n: int) -> dict:
     deadline = time.monotonic() + 900
     while True:
         m = worker.metrics()
-        done = sum(int(m.get(f"memberstream_{k}_total", 0)) for k in ("events", "dead_lettered", "duplicates"))
+        done = records_taken(m)
         now = time.monotonic()
         if done and first is None:
             first = (now, done)
@@ -475,10 +481,7 @@ def commit() -> str:
 
 
 def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> dict:
-    if not BENCH_LOG.is_file():
-        say(f"building {BENCH_LOG} from {settings.data_dir} ...")
-        build_log(BENCH_LOG, settings.data_dir)
-    lines = read_lines(BENCH_LOG)
+    lines = bench_lines(settings, say)
     n = len(lines)
     work = settings.state_dir / "bench"
     if work.exists():

@@ -18,47 +18,25 @@ import asyncio
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer
-
 from bench.bench import loaded_stack, worker_env
 from stream import framing, topics
 from stream.launcher import start_worker, stopping
 from stream.settings import Settings
-
-
-def taken(worker) -> int:
-    m = worker.metrics()
-    return sum(int(m.get(f"memberstream_{k}_total", 0)) for k in ("events", "dead_lettered", "duplicates"))
+from stream.tail import messages
 
 
 async def table_events(bootstrap: str, topic: str) -> tuple[int, int]:
     """(members, sum of their event counts) from the newest changelog value per key."""
     from stream.member_state import MemberState
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
-    await consumer.start()
-    newest: dict[bytes, bytes] = {}
-    try:
-        while batch := await consumer.getmany(timeout_ms=2000):
-            for msgs in batch.values():
-                newest.update((m.key, m.value) for m in msgs if not m.key.startswith(b"\x00"))
-    finally:
-        await consumer.stop()
+    newest = {m.key: m.value async for m in messages(bootstrap, topic, True, idle_s=2.0)
+              if not m.key.startswith(b"\x00")}
     return len(newest), sum(MemberState.from_bytes(v).n_events for v in newest.values())
 
 
 async def framed(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
-    await consumer.start()
-    n = 0
-    try:
-        while batch := await consumer.getmany(timeout_ms=2000):
-            n += sum(len(framing.unpack(m.value)[1]) for msgs in batch.values() for m in msgs)
-    finally:
-        await consumer.stop()
-    return n
+    """Records held by the frames topic."""
+    return sum([len(framing.unpack(m.value)[1]) async for m in messages(bootstrap, topic, True, idle_s=2.0)])
 
 
 def main() -> int:
@@ -72,7 +50,7 @@ def main() -> int:
             with stopping(second.process):
                 last, still_since = -1, time.monotonic()
                 while time.monotonic() - still_since < 30:
-                    now = taken(first) + taken(second)
+                    now = first.processed() + second.processed()
                     if now != last:
                         last, still_since = now, time.monotonic()
                     if now >= len(lines):

@@ -41,8 +41,8 @@ class Batcher:
         self.records = 0
         self.frames = 0
         self.joined = threading.Event()  # set once the group gave it its partitions (maybe none)
-        self.partitions: list[int] = []
         self._consumer: Optional[AIOKafkaConsumer] = None
+        self._producer: Optional[AIOKafkaProducer] = None
         self._delivered: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
         self._thread: Optional[threading.Thread] = None
@@ -81,7 +81,6 @@ class Batcher:
                 pass  # the loop already ended
         if self._thread is not None:
             self._thread.join(timeout)
-        self._producer: Optional[AIOKafkaProducer] = None
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -157,5 +156,4 @@ class _Joined(ConsumerRebalanceListener):
         self.batcher.joined.clear()
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.batcher.partitions = sorted(tp.partition for tp in assigned)
         self.batcher.joined.set()

@@ -4,14 +4,16 @@ The agent takes batches of `shop.events` records and hands them to the
 processor. With MEMBERSTREAM_FRAMES=true the batcher (stream/batcher.py,
 started here in a thread of every worker) first moves `shop.events` into
 frames of many records, and the agent takes a few frames at a time (one
-Faust event each); see DESIGN.md section 8 for why that is not the default. Members it touched are scored by `scoring_concurrency` scoring
-tasks, each sending one Triton request for as many pending members as it
-holds, so the number of model rows follows the number of members, not the
-number of events.
+Faust event each); DESIGN.md section 8 says why that is not the default.
 
-At-least-once: a batch's input messages are acknowledged only after its outputs and
-changelog records are delivered; outputs carry deterministic ids; a member
-awaiting scoring is flagged in the changelog, so a restart re-scores it.
+Members a batch touched are scored by `scoring_concurrency` scoring tasks,
+each sending one Triton request for as many pending members as it holds, so
+the number of model rows follows the number of members, not of events.
+
+At-least-once: a batch's input messages are acknowledged only after its
+outputs and changelog records are delivered; outputs carry deterministic
+ids; a member awaiting scoring is flagged in the changelog, so a restart
+re-scores it.
 """
 from __future__ import annotations
 
@@ -109,7 +111,6 @@ async def scoring() -> None:
 @app.task
 async def batching() -> None:
     if not settings.frames:
-        batcher.joined.set()  # no batcher: nothing to wait for
         return
     # Created here with the app's partition count, before a send could auto-create them.
     await topics.ensure_topics(settings.bootstrap_servers, settings.partitions,

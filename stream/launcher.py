@@ -263,15 +263,17 @@ class Worker:
 
     def processed(self) -> int:
         """Input records the worker has finished with (events, dead letters, duplicates)."""
-        m = self.metrics()
-        return int(sum(m.get(f"memberstream_{k}_total", 0)
-                       for k in ("events", "dead_lettered", "duplicates")))
+        return records_taken(self.metrics())
 
     def settled(self, n: int) -> bool:
         """n input records taken and every member they touched scored and published."""
         m = self.metrics()
-        taken = sum(m.get(f"memberstream_{k}_total", 0) for k in ("events", "dead_lettered", "duplicates"))
-        return taken >= n and m.get("memberstream_scoring_backlog", 0) == 0
+        return records_taken(m) >= n and m.get("memberstream_scoring_backlog", 0) == 0
+
+
+def records_taken(metrics: dict[str, float]) -> int:
+    """From a worker's /metrics: input records it has finished with."""
+    return int(sum(metrics.get(f"memberstream_{k}_total", 0) for k in ("events", "dead_lettered", "duplicates")))
 
 
 def start_worker(env_overrides: dict[str, str], log_dir: Path, name: str = "worker",

@@ -1,7 +1,7 @@
 """The worker's HTTP interface: /health, /metrics, /members/{member_id}."""
 from __future__ import annotations
 
-from .app import app
+from .app import app, settings
 from .event_time import rfc3339
 from .ingest_agent import batcher, processor, scorer, source
 from .members_table import members
@@ -17,7 +17,7 @@ async def health(web, request):
     assigned = sorted(tp.partition for tp in app.consumer.assignment()
                       if tp.topic == source.get_topic_name()) if app.consumer else []
     ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
-             and batcher.joined.is_set())
+             and (not settings.frames or batcher.joined.is_set()))
     return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,
                      "partitions": assigned}, status=200 if ready else 503)
 
