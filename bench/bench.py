@@ -8,8 +8,10 @@ stable, so results stay comparable over time) and a table is printed.
   ceiling_eps              raw aiokafka: consume, parse, produce one output per input
   faust_trivial_eps        a trivial Faust agent forwarding the same messages (Faust defaults)
   faust_trivial_tuned_eps  the same agent with memberstream's producer and poll settings
-  pipeline_eps             the full memberstream worker over the whole bench log (default)
-  pipeline_frames_eps      the same with MEMBERSTREAM_FRAMES=true (batcher + frames)
+  pipeline_eps             the full memberstream worker over the whole bench log (default: frames)
+  pipeline_direct_eps      the same with MEMBERSTREAM_FRAMES=false (one Faust message per event)
+  processor_alone_eps      the per-event work alone, in this process: no Kafka, no Faust, no
+                           model (constant scores): the ceiling of memberstream's own code
   latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
   triton                   rows/s and latency per batch size, served vs in-process
   state_bytes_per_member   serialised member state after 50 events
@@ -183,7 +185,7 @@ def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> fl
 def pipeline_eps(worker: Worker, n: int) -> dict:
     """The worker consumes the pre-loaded shop.events from the beginning: events/s from
     its first processed record until all n are processed AND every member they touched
-    is scored and published."""
+    is scored, published and written to the changelog."""
     first = None
     deadline = time.monotonic() + 900
     while True:
@@ -192,7 +194,8 @@ def pipeline_eps(worker: Worker, n: int) -> dict:
         now = time.monotonic()
         if done and first is None:
             first = (now, done)
-        if done >= n and m.get("memberstream_scoring_backlog", 0) == 0:
+        if (done >= n and m.get("memberstream_scoring_backlog", 0) == 0
+                and m.get("memberstream_changelog_backlog", 0) == 0):
             break
         if now > deadline:
             raise TimeoutError(f"pipeline: {done} of {n} events after 900 s")
@@ -206,6 +209,54 @@ def pipeline_eps(worker: Worker, n: int) -> dict:
             "alerts": int(m["memberstream_alerts_total"]),
             "segment_changes": int(m["memberstream_segment_changes_total"]),
             "recommendation_updates": int(m["memberstream_recommendation_updates_total"])}
+
+
+class _ConstantScores:
+    """processor_alone_eps only: answers every row at once with fixed scores, so that
+    the figure is memberstream's per-event work and nothing else."""
+    model_version = "bench@constant"
+
+    async def score(self, rows):
+        from stream.scorer import Scores
+
+        n = len(rows)
+        return Scores(np.full(n, 0.3, np.float32), [[f"item{i}" for i in range(10)]] * n,
+                      np.full((n, 10), 0.1, np.float32))
+
+
+def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
+    """The processor over the bench log in this process, in the worker's batches, the
+    pending members scored after every batch and every output and changelog value
+    built; CPU seconds of this process."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from stream.processor import MemberProcessor, Record
+
+    partitioner, all_partitions = DefaultPartitioner(), list(range(PARTITIONS))
+    partitions: dict[int, int] = {}
+    records = []
+    for line in lines:
+        try:
+            key = str(orjson.loads(line).get("member_id", "")).encode()
+        except (orjson.JSONDecodeError, AttributeError):
+            key = b""
+        p = partitioner(key or None, all_partitions, all_partitions)  # as the replay's producer
+        records.append(Record(p, partitions.setdefault(p, 0), key or None, line))
+        partitions[p] += 1
+    proc = MemberProcessor(settings, {}, _ConstantScores())
+
+    async def run() -> None:
+        for i in range(0, len(records), settings.batch_max_events):
+            results = [await proc.process(records[i:i + settings.batch_max_events])]
+            while proc.pending:
+                results.append(await proc.score_pending(settings.triton_max_rows))
+            for r in results:
+                for state in r.changed.values():
+                    state.to_bytes()
+
+    t = time.process_time()
+    asyncio.run(run())
+    return len(records) / (time.process_time() - t)
 
 
 def latency_events(lines: list[bytes], rate: int, count: int, start_ms: int) -> list[tuple[bytes, str, bytes]]:
@@ -507,17 +558,17 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            # With frames first, under its own application id (consumer groups, changelog).
-            say("memberstream pipeline with frames (MEMBERSTREAM_FRAMES=true) ...")
-            worker = start_worker(worker_env(broker, triton, frames="true", app_id="bench-frames",
-                                             state_dir=str(work / "state-frames")),
-                                  work, name="bench-worker-frames")
+            # The direct path first, under its own application id (consumer groups, changelog).
+            say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
+            worker = start_worker(worker_env(broker, triton, frames="false", app_id="bench-direct",
+                                             state_dir=str(work / "state-direct")),
+                                  work, name="bench-worker-direct")
             with stopping(worker.process):
                 pipe = pipeline_eps(worker, n)
-            results["pipeline_frames_eps"] = pipe.pop("eps")
-            results["pipeline_frames"] = pipe
-            say(f"  {results['pipeline_frames_eps']:,.0f} events/s; {pipe}")
-            say("memberstream pipeline, the default (one Faust message per event) ...")
+            results["pipeline_direct_eps"] = pipe.pop("eps")
+            results["pipeline_direct"] = pipe
+            say(f"  {results['pipeline_direct_eps']:,.0f} events/s; {pipe}")
+            say("memberstream pipeline, the default (batcher + frames) ...")
             worker = start_worker(worker_env(broker, triton, state_dir=str(work / "state")), work,
                                   name="bench-worker")
             with stopping(worker.process):
@@ -531,6 +582,9 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
             loaded = load_model(settings)
             results["triton"] = triton_table(triton, settings, _rows(lines, TRITON_POOL,
                                                                      settings.sequence_length), loaded)
+    say("processor alone (no Kafka, no Faust, constant scores) ...")
+    results["processor_alone_eps"] = processor_alone_eps(lines, settings)
+    say(f"  {results['processor_alone_eps']:,.0f} events/s")
     state = state_bytes_after_50(lines, settings, loaded)
     results["state_bytes_per_member"] = state["bytes"]
     results["state_member"] = state["member_id"]
@@ -552,8 +606,9 @@ def report(r: dict) -> str:
     for key, label in (("ceiling_eps", "ceiling: raw aiokafka pass-through"),
                        ("faust_trivial_eps", "trivial Faust agent (defaults)"),
                        ("faust_trivial_tuned_eps", "trivial Faust agent (tuned)"),
+                       ("pipeline_direct_eps", "memberstream pipeline (no frames, 1 worker)"),
                        ("pipeline_eps", "memberstream pipeline (default, 1 worker)"),
-                       ("pipeline_frames_eps", "memberstream pipeline (frames, 1 worker)")):
+                       ("processor_alone_eps", "processor alone (1 core, no I/O, no model)")):
         v = r[key]
         lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
                      f"{v / r['faust_trivial_eps']:>9.1f}x")
@@ -562,9 +617,9 @@ def report(r: dict) -> str:
               f"{p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
               f"Triton requests, {p['alerts']:,} alerts, {p['segment_changes']:,} segment changes, "
               f"{p['recommendation_updates']:,} recommendation updates",
-              f"with frames: {r['pipeline_frames']['frames']:,} frames, "
-              f"{r['pipeline_frames']['scored_rows']:,} rows scored, "
-              f"{r['pipeline_frames']['alerts']:,} alerts (the same decisions)", "",
+              f"in {p['frames']:,} frames; without frames: "
+              f"{r['pipeline_direct']['scored_rows']:,} rows scored, "
+              f"{r['pipeline_direct']['alerts']:,} alerts (the same decisions)", "",
               "latency, event produced -> recommendation update consumed (ms)",
               f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"]
     for rate, v in r["latency_ms"].items():

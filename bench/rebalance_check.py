@@ -1,16 +1,16 @@
-"""Nothing lost when a second worker joins during catch-up.
+"""Nothing lost, nothing twice, when a second worker joins during catch-up.
 
-    python -m bench.rebalance_check            # the default input path
-    python -m bench.rebalance_check --frames   # with MEMBERSTREAM_FRAMES=true
+    python -m bench.rebalance_check            # the default input path (frames)
+    python -m bench.rebalance_check --direct   # with MEMBERSTREAM_FRAMES=false
 
 Loads the bench log into shop.events, starts one worker and a second one while
 the first is catching up, waits until both stop moving, then reads the members
 changelog back and sums every member's event count: with nothing lost and
 nothing counted twice it equals the valid events of the log. Exit status 1
-when it does not. Seen on 2026-11-22 with --frames: the frames topic held all
-232,899 records, yet 10,000 to 20,000 events never reached the agents (both
-healthy, no duplicates): frames fetched before the rebalance were skipped
-without being redelivered (DESIGN.md section 8).
+when it does not. Also prints how many input records the workers read past
+Faust (records Faust skipped at the rebalance, filled by the input cursor,
+stream/input_cursor.py) and how many redeliveries they dropped. Before the
+cursor (2026-11-22), with frames, 10,000 to 20,000 events were lost this way.
 """
 from __future__ import annotations
 
@@ -41,21 +41,29 @@ async def framed(bootstrap: str, topic: str) -> int:
 
 def main() -> int:
     settings = Settings()
-    use_frames = "--frames" in sys.argv[1:]
+    unknown = [a for a in sys.argv[1:] if a != "--direct"]
+    if unknown:
+        print(f"rebalance_check: unknown argument {unknown[0]!r} (only --direct)", file=sys.stderr)
+        return 2
+    use_frames = "--direct" not in sys.argv[1:]
     with loaded_stack(settings, "rebalance-check") as (lines, broker, triton, work):
         env = worker_env(broker, triton, frames="true" if use_frames else "false")
         first = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "a")}, work, name="first")
         with stopping(first.process):
             second = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "b")}, work, name="second")
             with stopping(second.process):
+                # Until both stand still: 5 s once all records are taken (redelivered
+                # ones count as duplicates, so reaching the count alone proves nothing), 30 s
+                # before that.
                 last, still_since = -1, time.monotonic()
-                while time.monotonic() - still_since < 30:
+                while time.monotonic() - still_since < (5 if last >= len(lines) else 30):
                     now = first.processed() + second.processed()
                     if now != last:
                         last, still_since = now, time.monotonic()
-                    if now >= len(lines):
-                        break
-                    time.sleep(1.0)
+                    time.sleep(0.5)
+                cursor = {k: int(first.metrics().get(f"memberstream_{k}_total", 0)
+                                 + second.metrics().get(f"memberstream_{k}_total", 0))
+                          for k in ("gap_filled", "redelivered")}
                 members, events = asyncio.run(table_events(
                     broker.bootstrap, f"{settings.app_id}-members-changelog"))
                 in_frames = (asyncio.run(framed(broker.bootstrap, topics.frames_topic(settings.app_id)))
@@ -64,7 +72,9 @@ def main() -> int:
     valid = sum(not isinstance(parse_event(line, None, 1 << 20), Rejected) for line in lines)
     print(f"{'frames' if use_frames else 'direct'}: log {len(lines)} lines, {valid} valid events; "
           f"records taken by the two workers {last}; members table: {members} members holding "
-          f"{events} events" + (f"; records in the frames topic {in_frames}" if use_frames else ""))
+          f"{events} events" + (f"; records in the frames topic {in_frames}" if use_frames else "")
+          + f"; input records read past Faust (gaps) {cursor['gap_filled']}, "
+            f"redeliveries dropped {cursor['redelivered']}")
     return 0 if events == valid else 1
 
 

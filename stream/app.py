@@ -10,7 +10,7 @@ settings = Settings()
 
 _extra = {}
 if settings.embedded_broker:
-    tansu_quirks.apply()
+    tansu_quirks.apply(settings.tansu_fetch_max_wait_ms)
     _extra = tansu_quirks.FAUST_SETTINGS
 
 app = faust.App(
@@ -27,7 +27,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     broker_max_poll_records=5000,
     stream_buffer_maxsize=20000,
-    producer_linger=0.005,
+    producer_linger=settings.producer_linger_s,
     producer_max_batch_size=262144,
     **_extra,
 )

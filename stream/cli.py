@@ -62,6 +62,11 @@ def worker() -> None:
     from . import topics
     from .app import app, settings
 
+    if settings.uvloop:
+        import uvloop  # before any loop of this process exists: the worker's and the batcher's
+
+        uvloop.install()
+
     asyncio.run(topics.ensure_topics(settings.bootstrap_servers, settings.partitions))
     from . import ingest_agent, web  # noqa: F401  (registers the agent and the pages)
     from faust import Worker

@@ -1,28 +1,34 @@
 """The ingest agent: shop events -> state, outputs; and the scorers.
 
-The agent takes batches of `shop.events` records and hands them to the
-processor. With MEMBERSTREAM_FRAMES=true the batcher (stream/batcher.py,
-started here in a thread of every worker) first moves `shop.events` into
-frames of many records, and the agent takes a few frames at a time (one
-Faust event each); DESIGN.md section 8 says why that is not the default.
+By default the batcher (stream/batcher.py, started here in a thread of every
+worker) moves `shop.events` into frames of many records and the agent takes
+a few frames at a time (one Faust event each); with MEMBERSTREAM_FRAMES=false
+the agent reads `shop.events` itself. Either way the processor gets batches
+of records.
 
 Members a batch touched are scored by `scoring_concurrency` scoring tasks,
 each sending one Triton request for as many pending members as it holds, so
 the number of model rows follows the number of members, not of events.
 
-At-least-once: a batch's input messages are acknowledged only after its
-outputs and changelog records are delivered; outputs carry deterministic
-ids; a member awaiting scoring is flagged in the changelog, so a restart
-re-scores it.
+At-least-once, without relying on Faust's offsets: the agent keeps its own
+input cursor (stream/input_cursor.py) in the members changelog, next to the
+states it produced, fills what Faust skips and drops what it redelivers; the
+`Publisher` writes states and cursor together (outputs first, with
+deterministic ids); a member awaiting scoring is flagged in its state, so a
+restart re-scores it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+
+from aiokafka.errors import KafkaError
 
 from . import framing, tansu_quirks, topics
 from .app import app, settings
 from .batcher import Batcher
+from .input_cursor import InputCursor, Refetcher, input_key, stored_offset
 from .members_table import members
 from .processor import BatchResult, MemberProcessor, Record
 from .scorer import TritonScorer
@@ -43,44 +49,153 @@ scorer = TritonScorer(settings.triton_url, settings.triton_model, settings.trito
 processor = MemberProcessor(settings, members.data, scorer)
 batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(settings.app_id),
                   f"{settings.app_id}-batcher", frame_records=settings.frame_max_events,
-                  fetch_max_wait_ms=tansu_quirks.FETCH_MAX_WAIT_MS if settings.embedded_broker else 500,
+                  fetch_max_wait_ms=settings.fetch_max_wait_ms,
                   session_timeout_ms=int(tansu_quirks.FAUST_SETTINGS["broker_session_timeout"] * 1000),
                   heartbeat_interval_ms=500)
+# The agent's input offsets (stream/input_cursor.py): Faust's skips are filled, its
+# redeliveries dropped. One lock orders the agent's batches and the fills.
+cursor = InputCursor()
+refetcher = Refetcher(settings.bootstrap_servers, source.get_topic_name(), settings.fetch_max_wait_ms)
+applying = asyncio.Lock()
+# Owned partitions are checked for records left behind every STALL_CHECK_S: all of
+# them once the agent got nothing for AGENT_IDLE_S (Faust's queue is empty then), any
+# one whose cursor stood still for PARTITION_IDLE_S (longer than Faust's queue can
+# hold a record back when other partitions keep the agent busy).
+STALL_CHECK_S = 1.0
+AGENT_IDLE_S = 2.0
+PARTITION_IDLE_S = 30.0
+_agent_moved_at = [0.0]
 _scorer_started = asyncio.Event()
 
 
-def _records(events) -> list[Record]:
+def _records(messages) -> list[Record]:
+    """Input messages (partition, offset, key, value) -> the processor's records."""
     if not settings.frames:
-        return [Record(e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events]
+        return [Record(m.partition, m.offset, m.key, m.value) for m in messages]
     out = []
-    for e in events:
-        partition, records = framing.unpack(e.message.value)
-        if partition != e.message.partition:
-            raise framing.FrameError(f"frame of partition {partition} on partition {e.message.partition}")
+    for m in messages:
+        partition, records = framing.unpack(m.value)
+        if partition != m.partition:
+            raise framing.FrameError(f"frame of partition {partition} on partition {m.partition}")
         out += [Record(partition, offset, key, value) for offset, key, value in records]
     return out
 
 
-async def publish(result: BatchResult) -> None:
-    """Send a result's outputs and changelog records; wait until all are delivered."""
-    changelog = members.changelog_topic.get_topic_name()
-    pending = []
-    for out in result.outputs:
-        pending.append(await app.producer.send(out.topic, out.key, out.value, None, None, out.headers))
-    for member, state in result.changed.items():
-        key, value = member.encode(), state.to_bytes()
-        members.data[key] = value
-        pending.append(await app.producer.send(changelog, key, value, state.partition, None, None))
-    if pending:
-        await asyncio.gather(*pending)
-    if settings.embedded_broker and result.changed:
-        # Tansu quirk 2: close each written changelog partition with a lone record.
-        markers = []
-        for partition in sorted({s.partition for s in result.changed.values()}):
-            key, value = tansu_quirks.end_marker(partition, processor.schedule.watermarks.get(partition, 0))
-            markers.append(await app.producer.send(changelog, key, value, partition, None, None))
-        await asyncio.gather(*markers)
+async def _resume(partition: int, seen=None) -> None:
+    if not cursor.knows(partition):
+        cursor.set(partition, await refetcher.resume_offset(
+            partition, stored_offset(members.data, partition), seen))
+
+
+async def apply(messages) -> None:
+    """Apply input messages in order, each exactly once: those below the cursor are
+    redeliveries (dropped), a gap before one is read directly and applied first.
+    The caller holds `applying`."""
+    taken = []
+    for m in messages:
+        p = m.partition
+        if not cursor.knows(p):
+            await _resume(p, m.offset)
+        gap = cursor.gap(p, m.offset)
+        if gap < 0:
+            processor.totals["redelivered"] += 1
+            continue
+        if gap > 0:
+            missing = await refetcher.fetch(p, cursor.next[p], m.offset)
+            log.warning("partition %d: %d input records skipped before offset %d, read directly",
+                        p, len(missing), m.offset)
+            processor.totals["gap_filled"] += len(missing)
+            taken += missing
+        taken.append(m)
+        cursor.advance(p, m.offset)
+    if taken:
+        result = await processor.process(_records(taken))
+        result.inputs = {p: cursor.next[p] for p in {m.partition for m in taken}}
+        await publish(result)
+
+
+class Publisher:
+    """Outputs go out at once; member states and input offsets reach the changelog at
+    most every `changelog_flush_s` (a record cache, like Kafka Streams' commit
+    interval): a member touched by several batches and scorings in between is
+    written once, and neither the agent nor the scoring tasks wait for changelog
+    round trips.
+
+    A flush first waits until every output sent so far is delivered, then writes
+    the dirty states and, after them in each partition, the input offset they
+    reach; so whatever a restart recovers is a consistent prefix, and the input
+    cursor re-applies from the offset it holds (outputs again with the same ids:
+    at-least-once). Against the embedded broker each written partition is then
+    closed by a lone end marker (Tansu quirk 2). Partitions are flushed before
+    they are revoked, and everything at shutdown.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[str, object] = {}
+        self.inputs: dict[int, int] = {}
+        self.sent: list = []
+        self.due = asyncio.Event()
+        self.flushing = asyncio.Lock()
+
+    async def publish(self, result: BatchResult) -> None:
+        for out in result.outputs:
+            self.sent.append(await app.producer.send(out.topic, out.key, out.value, None, None, out.headers))
+        self.states.update(result.changed)
+        self.inputs.update(result.inputs)
+        if len(self.states) >= settings.changelog_flush_members:
+            self.due.set()
+
+    def backlog(self) -> int:
+        """Members, input offsets and outputs not yet flushed or being flushed."""
+        return len(self.states) + len(self.inputs) + len(self.sent) + self.flushing.locked()
+
+    async def flush(self) -> None:
+        """Write what is dirty. Takes `applying`, so the caller must not hold it."""
+        async with self.flushing:
+            async with applying:  # the states and the offsets they reach, consistent
+                states, inputs, sent = self.states, self.inputs, self.sent
+                self.states, self.inputs, self.sent = {}, {}, []
+                self.due.clear()
+                records = [(member.encode(), state.to_bytes(), state.partition)
+                           for member, state in states.items()]
+                # After the partition's states: once it is in the changelog, they are too.
+                records += [(input_key(p), str(offset).encode(), p) for p, offset in inputs.items()]
+                for key, value, _ in records:
+                    members.data[key] = value
+            if sent:
+                await asyncio.gather(*sent)
+            if not records:
+                return
+            changelog = members.changelog_topic.get_topic_name()
+            await asyncio.gather(*[await app.producer.send(changelog, key, value, partition, None, None)
+                                   for key, value, partition in records])
+            if settings.embedded_broker:
+                # Tansu quirk 2: close each written changelog partition with a lone record.
+                marks = []
+                for partition in sorted({p for _, _, p in records}):
+                    key, value = tansu_quirks.end_marker(
+                        partition, processor.schedule.watermarks.get(partition, 0))
+                    marks.append(await app.producer.send(changelog, key, value, partition, None, None))
+                await asyncio.gather(*marks)
+
+
+publisher = Publisher()
+publish = publisher.publish
+
+
+@app.task
+async def flushing() -> None:
+    while True:
+        try:
+            await asyncio.wait_for(publisher.due.wait(), settings.changelog_flush_s)
+        except asyncio.TimeoutError:
+            pass
+        await publisher.flush()
+
+
+@app.on_before_shutdown.connect
+async def flush_at_shutdown(app, **kwargs) -> None:
+    await publisher.flush()
 
 
 @app.agent(source)
@@ -93,7 +208,9 @@ async def ingest(stream):
     _scorer_started.set()
     batch = settings.batch_max_frames if settings.frames else settings.batch_max_events
     async for events in stream.take_events(batch, within=settings.batch_within_s):
-        await publish(await processor.process(_records(events)))
+        _agent_moved_at[0] = time.monotonic()
+        async with applying:
+            await apply([e.message for e in events])
 
 
 async def _score_forever() -> None:
@@ -124,6 +241,58 @@ async def batching() -> None:
         await asyncio.to_thread(batcher.stop_thread)
 
 
+def _owned() -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == source.get_topic_name()}
+
+
+@app.task
+async def left_behind() -> None:
+    """Read directly what an owned partition holds past a cursor that stopped moving:
+    records Faust skipped that were the partition's newest (no later one shows the gap)."""
+    await _scorer_started.wait()
+    limit = 4 * (settings.batch_max_frames if settings.frames else settings.batch_max_events)
+    try:
+        await _watch_for_left_behind(limit)
+    finally:
+        async with applying:  # the refetcher is only used under the lock
+            await refetcher.stop()
+
+
+async def _watch_for_left_behind(limit: int) -> None:
+    while True:
+        await asyncio.sleep(STALL_CHECK_S)
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            continue
+        # Before Faust delivered anything (start-up) only the long wait applies.
+        agent_idle = 0 < _agent_moved_at[0] <= time.monotonic() - AGENT_IDLE_S
+        for p in sorted(_owned()):
+            if not cursor.knows(p):
+                async with applying:
+                    await _resume(p)  # first sight: give Faust time to deliver
+                continue
+            if not (agent_idle and cursor.idle_s(p) >= AGENT_IDLE_S) and cursor.idle_s(p) < PARTITION_IDLE_S:
+                continue
+            while True:
+                async with applying:
+                    if p not in _owned() or app.rebalancing or not cursor.knows(p):
+                        break  # revoked meanwhile
+                    try:
+                        missing = await refetcher.fetch(p, cursor.next[p], None, limit=limit)
+                    except KafkaError as exc:  # the next round tries again
+                        log.warning("partition %d: looking for records left behind: %r", p, exc)
+                        break
+                    if not missing:
+                        cursor.set(p, cursor.next[p])  # checked: nothing left behind
+                        break
+                    log.warning("partition %d: %d input records from offset %d left behind, read directly",
+                                p, len(missing), missing[0].offset)
+                    processor.totals["gap_filled"] += len(missing)
+                    await apply(missing)
+
+
 @app.on_partitions_revoked.connect
 async def on_revoked(app, revoked, **kwargs) -> None:
-    processor.forget_partitions({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})
+    await publisher.flush()  # what we did with them, before their next owner recovers it
+    revoked = {tp.partition for tp in revoked if tp.topic == source.get_topic_name()}
+    processor.forget_partitions(revoked)
+    cursor.forget(revoked)

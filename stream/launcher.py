@@ -266,9 +266,11 @@ class Worker:
         return records_taken(self.metrics())
 
     def settled(self, n: int) -> bool:
-        """n input records taken and every member they touched scored and published."""
+        """n input records taken and every member they touched scored, published and
+        written to the changelog."""
         m = self.metrics()
-        return records_taken(m) >= n and m.get("memberstream_scoring_backlog", 0) == 0
+        return (records_taken(m) >= n and m.get("memberstream_scoring_backlog", 0) == 0
+                and m.get("memberstream_changelog_backlog", 0) == 0)
 
 
 def records_taken(metrics: dict[str, float]) -> int:

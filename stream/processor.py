@@ -79,6 +79,8 @@ class BatchResult:
     outputs: list[Outgoing] = field(default_factory=list)
     changed: dict[str, MemberState] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    # Input partition -> next input offset, once this result is delivered (the agent's cursor).
+    inputs: dict[int, int] = field(default_factory=dict)
 
 
 def _json(model) -> bytes:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FETCH_MAX_WAIT_MS = 20  # 5 ms cut latency but made rebalances lose records (DESIGN.md section 8)
+FETCH_MAX_WAIT_MS = 20  # the default of Settings.tansu_fetch_max_wait_ms
 MARKER_PREFIX = b"\x00end-of-batch:"
 FAUST_SETTINGS: dict[str, Any] = {
     "processing_guarantee": "at_least_once",   # quirks 1 and 3
@@ -47,7 +47,7 @@ def end_marker(partition: int, watermark_ms: int) -> tuple[bytes, bytes]:
     return MARKER_PREFIX + str(partition).encode(), str(watermark_ms).encode()
 
 
-def apply() -> None:
+def apply(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     """Patch Faust's aiokafka driver for Tansu (quirk 4). Idempotent."""
     global _applied
     if _applied:
@@ -58,7 +58,7 @@ def apply() -> None:
 
     def _create_worker_consumer(self, transport):
         consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # quirk 4
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms  # quirk 4
         return consumer
 
     driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer

@@ -1,13 +1,16 @@
 """The worker's HTTP interface: /health, /metrics, /members/{member_id}."""
 from __future__ import annotations
 
+from . import tansu_quirks
 from .app import app, settings
 from .event_time import rfc3339
-from .ingest_agent import batcher, processor, scorer, source
+from .ingest_agent import batcher, processor, publisher, scorer, source
+from .input_cursor import input_key
 from .members_table import members
 
 COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
-            "segment_changes", "anomalies", "scoring_failures", "scored_rows")
+            "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
+            "gap_filled")
 
 
 @app.page("/health")
@@ -20,6 +23,13 @@ async def health(web, request):
              and (not settings.frames or batcher.joined.is_set()))
     return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,
                      "partitions": assigned}, status=200 if ready else 503)
+
+
+def _members() -> int:
+    """Members in this worker's table: its keys less the per-partition bookkeeping."""
+    bookkeeping = (k for p in range(settings.partitions)
+                   for k in (input_key(p), tansu_quirks.end_marker(p, 0)[0]))
+    return len(members.data) - sum(k in members.data for k in bookkeeping)
 
 
 @app.page("/metrics")
@@ -39,7 +49,9 @@ async def metrics(web, request):
                   f"memberstream_{name}_seconds_count {count}")),
               "# TYPE memberstream_scoring_backlog gauge",
               f"memberstream_scoring_backlog {len(processor.pending)}",
-              "# TYPE memberstream_members gauge", f"memberstream_members {len(members.data)}",
+              "# TYPE memberstream_changelog_backlog gauge",
+              f"memberstream_changelog_backlog {publisher.backlog()}",
+              "# TYPE memberstream_members gauge", f"memberstream_members {_members()}",
               "# TYPE memberstream_watermark_seconds gauge"]
     for partition, wm in sorted(processor.schedule.watermarks.items()):
         lines.append(f'memberstream_watermark_seconds{{partition="{partition}"}} {wm / 1000:.3f}')

@@ -147,22 +147,24 @@ def test_specific_members_get_the_expected_alerts_and_recommendations(run):
         ("12901", ["or-554272-0", "or-554272-2"])]
 
 
-def test_with_frames_the_same_log_decides_the_same(triton, tmp_path, run):
-    """MEMBERSTREAM_FRAMES=true (batcher + frames): the same counts, dead letters,
-    alerts and final recommendations as the default path on the same log."""
+def test_without_frames_the_same_log_decides_the_same(triton, tmp_path, run):
+    """MEMBERSTREAM_FRAMES=false (the agent reads shop.events itself): the same counts,
+    dead letters, alerts and final recommendations as the default path (batcher and
+    frames) on the same log."""
     cluster_default, worker_default, lines = run
     broker = start_broker(tmp_path / "broker")
     cluster = Cluster(broker, triton, tmp_path)
     try:
-        worker = cluster.start_worker(frames="true")
+        worker = cluster.start_worker(frames="false")
         cluster.wait_processed(worker, cluster.replay(lines))
         m, d = worker.metrics(), worker_default.metrics()
-        assert m["memberstream_frames_total"] >= 1 and m["memberstream_batched_records_total"] == len(lines)
+        assert m["memberstream_frames_total"] == 0 and m["memberstream_batched_records_total"] == 0
+        assert d["memberstream_frames_total"] >= 1 and d["memberstream_batched_records_total"] == len(lines)
         for name in ("events", "dead_lettered", "duplicates", "alerts", "anomalies"):
             assert m[f"memberstream_{name}_total"] == d[f"memberstream_{name}_total"], name
         dead = cluster.read(topics.DEAD_LETTER, count=22)
         assert sorted(x.value for x in dead) == sorted(x.value for x in cluster_default.read(topics.DEAD_LETTER, count=22))
-        # Provenance survives the frames: the original topic, partition and offset.
+        # Provenance is the same on both paths: the original topic, partition and offset.
         origins = {(dict(x.headers)["source_topic"], dict(x.headers)["source_partition"],
                     int(dict(x.headers)["source_offset"])) for x in dead}
         assert len(origins) == 22 and {o[0] for o in origins} == {b"shop.events"}
