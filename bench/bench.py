@@ -558,26 +558,27 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            # The direct path first, under its own application id (consumer groups, changelog).
-            say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
-            worker = start_worker(worker_env(broker, triton, frames="false", app_id="bench-direct",
-                                             state_dir=str(work / "state-direct")),
-                                  work, name="bench-worker-direct")
-            with stopping(worker.process):
-                pipe = pipeline_eps(worker, n)
-            results["pipeline_direct_eps"] = pipe.pop("eps")
-            results["pipeline_direct"] = pipe
-            say(f"  {results['pipeline_direct_eps']:,.0f} events/s; {pipe}")
-            say("memberstream pipeline, the default (batcher + frames) ...")
-            worker = start_worker(worker_env(broker, triton, state_dir=str(work / "state")), work,
-                                  name="bench-worker")
-            with stopping(worker.process):
-                pipe = pipeline_eps(worker, n)
-                results["pipeline_eps"] = pipe.pop("eps")
-                results["pipeline"] = pipe
-                say(f"  {results['pipeline_eps']:,.0f} events/s; {pipe}")
+            def pipeline(key: str, name: str, then=None, **env: str) -> None:
+                """One worker over the whole log: results[key] and results[key without _eps];
+                then(worker), if given, while it still runs."""
+                worker = start_worker(worker_env(broker, triton, state_dir=str(work / f"state-{name}"), **env),
+                                      work, name=f"bench-worker-{name}")
+                with stopping(worker.process):
+                    pipe = pipeline_eps(worker, n)
+                    results[key], results[key.removesuffix("_eps")] = pipe.pop("eps"), pipe
+                    say(f"  {results[key]:,.0f} events/s; {pipe}")
+                    if then is not None:
+                        then(worker)
+
+            def latency(worker: Worker) -> None:
                 say("latency at fixed offered rates (the default pipeline) ...")
                 results["latency_ms"] = latency_ms(broker, worker, lines, say)
+
+            # The direct path first, under its own application id (consumer groups, changelog).
+            say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
+            pipeline("pipeline_direct_eps", "direct", frames="false", app_id="bench-direct")
+            say("memberstream pipeline, the default (batcher + frames) ...")
+            pipeline("pipeline_eps", "default", then=latency)
             say("Triton per batch size ...")
             loaded = load_model(settings)
             results["triton"] = triton_table(triton, settings, _rows(lines, TRITON_POOL,
