@@ -24,6 +24,7 @@ import logging
 import time
 
 from aiokafka.errors import KafkaError
+from faust.types import TP
 
 from . import framing, tansu_quirks, topics
 from .app import app, settings
@@ -56,15 +57,22 @@ batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_
 # redeliveries dropped. One lock orders the agent's batches and the fills.
 cursor = InputCursor()
 refetcher = Refetcher(settings.bootstrap_servers, source.get_topic_name(), settings.fetch_max_wait_ms)
+watcher_fetcher = Refetcher(settings.bootstrap_servers, source.get_topic_name(), settings.fetch_max_wait_ms)
 applying = asyncio.Lock()
-# Owned partitions are checked for records left behind every STALL_CHECK_S: all of
-# them once the agent got nothing for AGENT_IDLE_S (Faust's queue is empty then), any
-# one whose cursor stood still for PARTITION_IDLE_S (longer than Faust's queue can
-# hold a record back when other partitions keep the agent busy).
+# Owned partitions are checked for records left behind every STALL_CHECK_S, once
+# their cursor stood still for AGENT_IDLE_S and either the agent got nothing for as
+# long (Faust's queue is empty then) or Faust has not even handed the partition's next
+# record to the stream (its fetch is behind, not its queue); any partition after
+# PARTITION_IDLE_S.
+# A partition found left behind is then read directly every RESCUE_CHECK_S until
+# Faust delivers one of its records at or past the cursor again (seen: Faust
+# stopping delivery of one partition for minutes, with no rebalance).
 STALL_CHECK_S = 1.0
+RESCUE_CHECK_S = 0.02
 AGENT_IDLE_S = 2.0
 PARTITION_IDLE_S = 30.0
 _agent_moved_at = [0.0]
+rescuing: dict[int, int] = {}  # partition -> the offset Faust must hand over to end it
 _scorer_started = asyncio.Event()
 
 
@@ -87,7 +95,7 @@ async def _resume(partition: int, seen=None) -> None:
             partition, stored_offset(members.data, partition), seen))
 
 
-async def apply(messages) -> None:
+async def apply(messages, from_faust: bool = True) -> None:
     """Apply input messages in order, each exactly once: those below the cursor are
     redeliveries (dropped), a gap before one is read directly and applied first.
     The caller holds `applying`."""
@@ -98,8 +106,11 @@ async def apply(messages) -> None:
             await _resume(p, m.offset)
         gap = cursor.gap(p, m.offset)
         if gap < 0:
-            processor.totals["redelivered"] += 1
+            if from_faust:
+                processor.totals["redelivered"] += 1
             continue
+        if not from_faust:
+            processor.totals["gap_filled"] += 1
         if gap > 0:
             missing = await refetcher.fetch(p, cursor.next[p], m.offset)
             log.warning("partition %d: %d input records skipped before offset %d, read directly",
@@ -241,6 +252,24 @@ async def batching() -> None:
         await asyncio.to_thread(batcher.stop_thread)
 
 
+def _faust_handed(partition: int, offset: int) -> bool:
+    """Faust has handed the partition's record at `offset` (or a later one) to the stream."""
+    read = getattr(app.consumer, "_read_offset", None)
+    last = None if read is None else read.get(TP(source.get_topic_name(), partition))
+    return last is not None and last >= offset
+
+
+def _faust_behind(partition: int) -> bool:
+    """Faust has not handed the partition's next record to the stream yet. Reads the
+    consumer's read offsets (`_read_offset`, the offset of the last record handed
+    over; not public API): unknown counts as behind."""
+    read = getattr(app.consumer, "_read_offset", None)
+    if read is None:
+        return True
+    last = read.get(TP(source.get_topic_name(), partition))
+    return last is None or last < cursor.next[partition]
+
+
 def _owned() -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == source.get_topic_name()}
 
@@ -254,40 +283,51 @@ async def left_behind() -> None:
     try:
         await _watch_for_left_behind(limit)
     finally:
-        async with applying:  # the refetcher is only used under the lock
+        await watcher_fetcher.stop()
+        async with applying:  # the agent's refetcher is only used under the lock
             await refetcher.stop()
 
 
 async def _watch_for_left_behind(limit: int) -> None:
     while True:
-        await asyncio.sleep(STALL_CHECK_S)
+        await asyncio.sleep(RESCUE_CHECK_S if rescuing else STALL_CHECK_S)
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             continue
+        owned = _owned()
+        for p in [p for p, until in rescuing.items() if p not in owned or _faust_handed(p, until)]:
+            del rescuing[p]  # Faust delivers it again
         # Before Faust delivered anything (start-up) only the long wait applies.
         agent_idle = 0 < _agent_moved_at[0] <= time.monotonic() - AGENT_IDLE_S
-        for p in sorted(_owned()):
+        for p in sorted(owned):
             if not cursor.knows(p):
                 async with applying:
                     await _resume(p)  # first sight: give Faust time to deliver
                 continue
-            if not (agent_idle and cursor.idle_s(p) >= AGENT_IDLE_S) and cursor.idle_s(p) < PARTITION_IDLE_S:
+            idle = cursor.idle_s(p)
+            stalled = idle >= AGENT_IDLE_S and (agent_idle or (_agent_moved_at[0] > 0 and _faust_behind(p)))
+            if p not in rescuing and not stalled and idle < PARTITION_IDLE_S:
                 continue
-            while True:
-                async with applying:
-                    if p not in _owned() or app.rebalancing or not cursor.knows(p):
-                        break  # revoked meanwhile
-                    try:
-                        missing = await refetcher.fetch(p, cursor.next[p], None, limit=limit)
-                    except KafkaError as exc:  # the next round tries again
-                        log.warning("partition %d: looking for records left behind: %r", p, exc)
-                        break
-                    if not missing:
+            # Read outside the lock (the agent goes on meanwhile; what it applied first
+            # is dropped by `apply`), with the watcher's own consumer.
+            start = cursor.next[p]
+            try:
+                missing = await watcher_fetcher.fetch(p, start, None, limit=limit)
+            except KafkaError as exc:  # the next round tries again
+                log.warning("partition %d: looking for records left behind: %r", p, exc)
+                continue
+            async with applying:
+                if p not in _owned() or app.rebalancing or not cursor.knows(p):
+                    continue  # revoked meanwhile
+                if not missing:
+                    if p not in rescuing:
                         cursor.set(p, cursor.next[p])  # checked: nothing left behind
-                        break
-                    log.warning("partition %d: %d input records from offset %d left behind, read directly",
-                                p, len(missing), missing[0].offset)
-                    processor.totals["gap_filled"] += len(missing)
-                    await apply(missing)
+                    continue
+                if p not in rescuing:
+                    log.warning("partition %d: %d input records from offset %d left behind, read "
+                                "directly until Faust hands over offset %d", p, len(missing), start,
+                                missing[-1].offset)
+                    rescuing[p] = missing[-1].offset
+                await apply(missing, from_faust=False)
 
 
 @app.on_partitions_revoked.connect
