@@ -36,8 +36,8 @@ from .scorer import TritonScorer
 
 log = logging.getLogger(__name__)
 
-# The agent's input: shop.events itself (the default), or the batcher's frames
-# (MEMBERSTREAM_FRAMES=true: faster, but see DESIGN.md section 8 on rebalancing).
+# The agent's input: the batcher's frames (the default), or shop.events itself
+# (MEMBERSTREAM_FRAMES=false); DESIGN.md section 8.
 if settings.frames:
     source = app.topic(topics.frames_topic(settings.app_id), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw",
@@ -65,8 +65,8 @@ applying = asyncio.Lock()
 # record to the stream (its fetch is behind, not its queue); any partition after
 # PARTITION_IDLE_S.
 # A partition found left behind is then read directly every RESCUE_CHECK_S until
-# Faust delivers one of its records at or past the cursor again (seen: Faust
-# stopping delivery of one partition for minutes, with no rebalance).
+# Faust has handed over the records read (seen: Faust stopping delivery of one
+# partition for about 10 s, with no rebalance).
 STALL_CHECK_S = 1.0
 RESCUE_CHECK_S = 0.02
 AGENT_IDLE_S = 2.0
@@ -74,6 +74,8 @@ PARTITION_IDLE_S = 30.0
 _agent_moved_at = [0.0]
 rescuing: dict[int, int] = {}  # partition -> the offset Faust must hand over to end it
 _scorer_started = asyncio.Event()
+# Faust events per agent batch: frames, or records without frames.
+BATCH = settings.batch_max_frames if settings.frames else settings.batch_max_events
 
 
 def _records(messages) -> list[Record]:
@@ -217,8 +219,7 @@ async def ingest(stream):
     logging.getLogger().setLevel(settings.log_level.upper())
     await scorer.start()
     _scorer_started.set()
-    batch = settings.batch_max_frames if settings.frames else settings.batch_max_events
-    async for events in stream.take_events(batch, within=settings.batch_within_s):
+    async for events in stream.take_events(BATCH, within=settings.batch_within_s):
         _agent_moved_at[0] = time.monotonic()
         async with applying:
             await apply([e.message for e in events])
@@ -252,36 +253,39 @@ async def batching() -> None:
         await asyncio.to_thread(batcher.stop_thread)
 
 
+def _faust_last_handed(partition: int):
+    """Offset of the partition's last record Faust handed to the stream, None if
+    unknown. Reads the consumer's `_read_offset` (not public API)."""
+    read = getattr(app.consumer, "_read_offset", None)
+    return None if read is None else read.get(TP(source.get_topic_name(), partition))
+
+
 def _faust_handed(partition: int, offset: int) -> bool:
     """Faust has handed the partition's record at `offset` (or a later one) to the stream."""
-    read = getattr(app.consumer, "_read_offset", None)
-    last = None if read is None else read.get(TP(source.get_topic_name(), partition))
+    last = _faust_last_handed(partition)
     return last is not None and last >= offset
 
 
 def _faust_behind(partition: int) -> bool:
-    """Faust has not handed the partition's next record to the stream yet. Reads the
-    consumer's read offsets (`_read_offset`, the offset of the last record handed
-    over; not public API): unknown counts as behind."""
-    read = getattr(app.consumer, "_read_offset", None)
-    if read is None:
-        return True
-    last = read.get(TP(source.get_topic_name(), partition))
+    """Faust has not handed the partition's next record to the stream yet (unknown
+    counts as behind)."""
+    last = _faust_last_handed(partition)
     return last is None or last < cursor.next[partition]
 
 
-def _owned() -> set[int]:
+def owned_partitions() -> set[int]:
+    """Partitions of the agent's input this worker owns."""
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == source.get_topic_name()}
 
 
 @app.task
 async def left_behind() -> None:
     """Read directly what an owned partition holds past a cursor that stopped moving:
-    records Faust skipped that were the partition's newest (no later one shows the gap)."""
+    records Faust skipped that were the partition's newest (no later one shows the gap),
+    or a partition Faust stopped handing over."""
     await _scorer_started.wait()
-    limit = 4 * (settings.batch_max_frames if settings.frames else settings.batch_max_events)
     try:
-        await _watch_for_left_behind(limit)
+        await _watch_for_left_behind(4 * BATCH)
     finally:
         await watcher_fetcher.stop()
         async with applying:  # the agent's refetcher is only used under the lock
@@ -293,7 +297,7 @@ async def _watch_for_left_behind(limit: int) -> None:
         await asyncio.sleep(RESCUE_CHECK_S if rescuing else STALL_CHECK_S)
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             continue
-        owned = _owned()
+        owned = owned_partitions()
         for p in [p for p, until in rescuing.items() if p not in owned or _faust_handed(p, until)]:
             del rescuing[p]  # Faust delivers it again
         # Before Faust delivered anything (start-up) only the long wait applies.
@@ -316,7 +320,7 @@ async def _watch_for_left_behind(limit: int) -> None:
                 log.warning("partition %d: looking for records left behind: %r", p, exc)
                 continue
             async with applying:
-                if p not in _owned() or app.rebalancing or not cursor.knows(p):
+                if p not in owned_partitions() or app.rebalancing or not cursor.knows(p):
                     continue  # revoked meanwhile
                 if not missing:
                     if p not in rescuing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import tansu_quirks
 from .app import app, settings
 from .event_time import rfc3339
-from .ingest_agent import batcher, processor, publisher, scorer, source
+from .ingest_agent import batcher, owned_partitions, processor, publisher, scorer
 from .input_cursor import input_key
 from .members_table import members
 
@@ -17,8 +17,7 @@ COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_u
 async def health(web, request):
     """200 once the worker owns partitions, has recovered its table and (with frames)
     its batcher has joined its group, else 503."""
-    assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                      if tp.topic == source.get_topic_name()) if app.consumer else []
+    assigned = sorted(owned_partitions()) if app.consumer else []
     ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
              and (not settings.frames or batcher.joined.is_set()))
     return web.json({"status": "ok" if ready else "starting", "model_version": scorer.model_version,

@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream import topics
 from stream.input_cursor import Refetcher
-from stream.launcher import wait_until
 
 from .conftest import excerpt_lines, settings
 from .test_pipeline import _valid_by_member
@@ -83,9 +82,7 @@ def test_records_the_group_offsets_passed_over_are_applied_once(cluster):
 
     worker = cluster.start_worker(frames="false")
     valid, _ = _valid_by_member(lines)
-    wait_until(lambda: worker.metrics().get("memberstream_events_total", 0) >= sum(map(len, valid.values()))
-               and worker.metrics()["memberstream_scoring_backlog"] == 0,
-               120, "the worker to apply every valid event", worker.process, 0.2)
+    cluster.wait_processed(worker, len(lines))
     m = worker.metrics()
     assert m["memberstream_gap_filled_total"] >= sum(passed_over.values())
     assert m["memberstream_events_total"] == sum(map(len, valid.values()))  # none twice
