@@ -83,6 +83,15 @@ class BatchResult:
     inputs: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A batch after pass 1, awaiting its checkpoint scores and pass 2."""
+    out: BatchResult
+    steps: list
+    rows: list[Row]
+    touched: dict[str, MemberState]
+
+
 def _json(model) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
@@ -102,7 +111,8 @@ class MemberProcessor:
         self.pending_ready = asyncio.Event()
         # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
         # and the request itself.
-        self.timings: dict[str, list[float]] = {"scoring_wait": [0.0, 0], "scoring_request": [0.0, 0]}
+        self.timings: dict[str, list[float]] = {"scoring_wait": [0.0, 0], "scoring_request": [0.0, 0],
+                                                "checkpoint_scoring": [0.0, 0]}
 
     # --- state access ----------------------------------------------------------------
     def state(self, member_id: str) -> Optional[MemberState]:
@@ -148,6 +158,15 @@ class MemberProcessor:
 
     # --- the batch -----------------------------------------------------------------
     async def process(self, records: list[Record]) -> BatchResult:
+        """Both passes of one batch, its checkpoints scored in between."""
+        prepared = self.prepare(records)
+        return self.decide(prepared, await self.score_checkpoints(prepared))
+
+    def prepare(self, records: list[Record]) -> "Prepared":
+        """Pass 1: parse, dedup, apply, snapshot due checkpoints. Nothing in it reads
+        what pass 2 writes (the policy state), so the agent may prepare the next
+        batch while this one's checkpoints are being scored; `decide` must then be
+        called for the batches in the order they were prepared."""
         out = BatchResult()
         steps: list = []
         rows: list[Row] = []
@@ -197,9 +216,24 @@ class MemberProcessor:
                     out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
                     out.counts["anomalies"] += 1
             out.counts["events"] += 1
-        scores = await self._score(rows, out)
-        self._decide(steps, scores, out)
-        out.changed = touched
+        return Prepared(out, steps, rows, touched)
+
+    async def score_checkpoints(self, prepared: "Prepared") -> Optional[Scores]:
+        """The batch's checkpoint rows in one request (None: none, or scoring failed)."""
+        if not prepared.rows:
+            return None
+        t = time.monotonic()
+        scores = await self._score(prepared.rows, prepared.out)
+        timing = self.timings["checkpoint_scoring"]
+        timing[0] += time.monotonic() - t
+        timing[1] += 1
+        return scores
+
+    def decide(self, prepared: "Prepared", scores: Optional[Scores]) -> BatchResult:
+        """Pass 2: the policies over the recorded steps, in order."""
+        out = prepared.out
+        self._decide(prepared.steps, scores, out)
+        out.changed = prepared.touched
         self.totals.update(out.counts)
         return out
 
@@ -273,6 +307,9 @@ class MemberProcessor:
                         state.check_index = step.index
                         self.schedule.schedule(state)
                     continue
+                # The tier as the steps before this one left it (pass 2 sets it, and pass 1
+                # of a later batch may have taken the snapshot before that).
+                step.snapshot.tier = state.tier
                 alert = churn_policy.at_checkpoint(state, step.snapshot, float(scores.churn[step.row]),
                                                    step.days, s.churn_alert_threshold, version)
                 if alert is not None:
@@ -292,7 +329,8 @@ class MemberProcessor:
 
 
 def _snapshot(state: MemberState) -> MemberState:
-    """What the policies may read of a member at a checkpoint, frozen in time."""
+    """What the policies may read of a member at a checkpoint, frozen in time (pass 2
+    sets `tier` again, as the steps before the checkpoint left it)."""
     return MemberState(
         member_id=state.member_id, partition=state.partition, times=[state.last_ts],
         last_event_id=state.last_event_id, purchase_visits=state.purchase_visits,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(0.005, ge=0, description="Faust producer: wait to fill a batch")
     # Against the embedded broker every Fetch waits its full max wait (tansu_quirks 4).
     tansu_fetch_max_wait_ms: int = Field(20, ge=1)
+    # Agent batches whose inactivity checkpoints may await their scores at once while
+    # the agent goes on with the next (1: each batch waits for its own).
+    batches_in_flight: int = Field(3, ge=1)
     frames: bool = True
     frame_max_events: int = Field(1000, ge=1)
     batch_max_frames: int = Field(8, ge=1)
