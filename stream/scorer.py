@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
@@ -40,6 +41,38 @@ class Scores:
         return len(self.churn)
 
 
+class _WireItems(dict):
+    """Item id -> its element in Triton's BYTES wire layout (4-byte little-endian
+    length, then the bytes), built once per distinct id."""
+    MAX_ENTRIES = 1_000_000
+
+    def __missing__(self, item: bytes) -> bytes:
+        if len(self) >= self.MAX_ENTRIES:
+            self.clear()
+        chunk = self[item] = len(item).to_bytes(4, "little") + item
+        return chunk
+
+
+class _BytesInput(InferInput):
+    """A BYTES input sent as wire bytes built by the caller: tritonclient's own
+    serializer walks the elements one by one in Python (a quarter of the scoring
+    cost on the worker's side for 1,024 rows of 50 ids); joining cached elements
+    does the same in C. Overrides the one method the request builder reads the
+    content through (tritonclient.grpc._utils)."""
+
+    def __init__(self, name: str, shape: list[int], raw: bytes):
+        super().__init__(name, shape, "BYTES")
+        self._raw = raw
+
+    def _get_content(self) -> bytes:
+        return self._raw
+
+
+def bytes_wire(rows: list["Row"], wire: dict) -> bytes:
+    """The rows' item ids as one BYTES tensor's wire bytes, row after row."""
+    return b"".join(map(wire.__getitem__, chain.from_iterable(r.items for r in rows)))
+
+
 class TritonScorer:
     def __init__(self, url: str, model: str, timeout_s: float, max_rows: int):
         self.url, self.model, self.timeout_s, self.max_rows = url, model, timeout_s, max_rows
@@ -47,6 +80,7 @@ class TritonScorer:
         self.model_version = f"{model}@unknown"
         self.requests = 0
         self.rows = 0
+        self._wire = _WireItems()
 
     async def start(self) -> None:
         self._client = grpc_aio.InferenceServerClient(self.url)
@@ -85,17 +119,15 @@ class TritonScorer:
         if self._client is None:
             raise ScoringUnavailable("scorer not started")
         n = len(rows)
-        items = np.array([r.items for r in rows], dtype=np.object_)
+        width = len(rows[0].items)
+        inputs = [_BytesInput("ITEM_IDS", [n, width], bytes_wire(rows, self._wire))]
         arrays = {
-            "ITEM_IDS": items,
             "EVENT_TYPES": np.array([r.types for r in rows], dtype=np.int8),
             "GAPS": np.array([r.gaps for r in rows], dtype=np.float32),
             "SILENCE": np.array([[r.silence_s] for r in rows], dtype=np.float32),
         }
-        inputs = []
         for name, arr in arrays.items():
-            dtype = "BYTES" if arr.dtype == np.object_ else {np.int8: "INT8", np.float32: "FP32"}[arr.dtype.type]
-            inp = InferInput(name, list(arr.shape), dtype)
+            inp = InferInput(name, list(arr.shape), {np.int8: "INT8", np.float32: "FP32"}[arr.dtype.type])
             inp.set_data_from_numpy(arr)
             inputs.append(inp)
         try:

@@ -1,0 +1,27 @@
+"""The scorer's own BYTES serialisation against tritonclient's."""
+import numpy as np
+from tritonclient.utils import serialize_byte_tensor
+
+from stream.scorer import Row, _WireItems, bytes_wire
+
+
+def _rows():
+    return [Row([b"", b"", b"85123A", "é-ü".encode(), b"x" * 300], [0, 0, 1, 5, 2], [0.0] * 5, 0.0),
+            Row([b"", b"", b"", b"85123A", b"\x00odd"], [0, 0, 0, 1, 1], [0.0] * 5, 7.0)]
+
+
+def test_bytes_wire_is_tritonclients_serialisation_byte_for_byte():
+    rows = _rows()
+    expected = serialize_byte_tensor(np.array([r.items for r in rows], dtype=object)).item()
+    wire = _WireItems()
+    assert bytes_wire(rows, wire) == expected
+    assert len(wire) == 5  # "", 85123A, é-ü, x*300, \x00odd: each built once
+    assert bytes_wire(rows, wire) == expected  # and again from the cache
+
+
+def test_wire_cache_is_bounded():
+    wire = _WireItems()
+    wire.MAX_ENTRIES = 3
+    for i in range(10):
+        assert wire[str(i).encode()] == b"\x01\x00\x00\x00" + str(i).encode()
+    assert len(wire) <= 3
