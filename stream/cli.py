@@ -63,7 +63,7 @@ def worker() -> None:
     from .app import app, settings
 
     if settings.uvloop:
-        import uvloop  # before any loop of this process exists: the worker's and the batcher's
+        import uvloop  # before any loop of this process exists (the batcher's process installs its own)
 
         uvloop.install()
 

@@ -1,7 +1,7 @@
 """The ingest agent: shop events -> state, outputs; and the scorers.
 
-By default the batcher (stream/batcher.py, started here in a thread of every
-worker) moves `shop.events` into frames of many records and the agent takes
+By default the batcher (stream/batcher.py, started here in a child process of
+every worker) moves `shop.events` into frames of many records and the agent takes
 a few frames at a time (one Faust event each); with MEMBERSTREAM_FRAMES=false
 the agent reads `shop.events` itself. Either way the processor gets batches
 of records.
@@ -52,7 +52,7 @@ batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_
                   f"{settings.app_id}-batcher", frame_records=settings.frame_max_events,
                   fetch_max_wait_ms=settings.fetch_max_wait_ms,
                   session_timeout_ms=int(tansu_quirks.FAUST_SETTINGS["broker_session_timeout"] * 1000),
-                  heartbeat_interval_ms=500)
+                  heartbeat_interval_ms=500, uvloop=settings.uvloop, log_level=settings.log_level)
 # The agent's input offsets (stream/input_cursor.py): Faust's skips are filled, its
 # redeliveries dropped. One lock orders the agent's batches and the fills.
 cursor = InputCursor()
@@ -296,13 +296,13 @@ async def batching() -> None:
     # Created here with the app's partition count, before a send could auto-create them.
     await topics.ensure_topics(settings.bootstrap_servers, settings.partitions,
                                names=(topics.SHOP_EVENTS, source.get_topic_name()))
-    batcher.start_thread()
+    batcher.start()
     try:
         while batcher.error is None:
             await asyncio.sleep(1.0)
-        raise RuntimeError(f"batcher failed: {batcher.error!r}")
+        raise RuntimeError(f"batcher failed: {batcher.error}")
     finally:
-        await asyncio.to_thread(batcher.stop_thread)
+        await asyncio.to_thread(batcher.stop)
 
 
 def _faust_last_handed(partition: int):
