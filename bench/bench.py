@@ -13,6 +13,7 @@ stable, so results stay comparable over time) and a table is printed.
   processor_alone_eps      the per-event work alone, in this process: no Kafka, no Faust, no
                            model (constant scores): the ceiling of memberstream's own code
   latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
+  latency_floor_ms         the same events through two raw aiokafka relays: the Kafka hops alone
   triton                   rows/s and latency per batch size, served vs in-process
   state_bytes_per_member   serialised member state after 50 events
 """
@@ -286,7 +287,7 @@ def log_end_ms(lines: list[bytes]) -> int:
                if not isinstance(e, Rejected))
 
 
-async def _offer(bootstrap: str, events, rate: int) -> dict[str, float]:
+async def _offer(bootstrap: str, events, rate: int, topic: str = topics.SHOP_EVENTS) -> dict[str, float]:
     """Produce at a fixed rate; the produce time of each event id (monotonic clock)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     await producer.start()
@@ -299,19 +300,19 @@ async def _offer(bootstrap: str, events, rate: int) -> dict[str, float]:
             if due > now:
                 await asyncio.sleep(due - now)
             sent[event_id] = time.monotonic()
-            await producer.send(topics.SHOP_EVENTS, value, key=key)
+            await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
     return sent
 
 
-def _collect(bootstrap: str, arrivals: dict[str, float], ready: threading.Event,
-             stop: threading.Event) -> None:
-    """In its own thread and event loop: arrival time of each recommendation update by
-    the event id it is based on."""
+def _collect(bootstrap: str, topic: str, id_field: str, arrivals: dict[str, float],
+             ready: threading.Event, stop: threading.Event) -> None:
+    """In its own thread and event loop: arrival time of each message of `topic` by the
+    event id in its `id_field` (first arrival counts)."""
     async def main():
-        consumer = AIOKafkaConsumer(topics.RECOMMENDATIONS, bootstrap_servers=bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                     auto_offset_reset="latest", fetch_max_wait_ms=5)
         await consumer.start()
         try:
@@ -322,10 +323,52 @@ def _collect(bootstrap: str, arrivals: dict[str, float], ready: threading.Event,
                 now = time.monotonic()
                 for msgs in batch.values():
                     for m in msgs:
-                        arrivals.setdefault(orjson.loads(m.value)["based_on"], now)
+                        arrivals.setdefault(orjson.loads(m.value)[id_field], now)
         finally:
             await consumer.stop()
     asyncio.run(main())
+
+
+def _percentiles(sent: dict[str, float], arrivals: dict[str, float], events: int) -> dict:
+    lat = np.array([1000 * (arrivals[e] - t) for e, t in sent.items() if e in arrivals])
+    return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)), "events": events, "updates_measured": int(len(lat))}
+
+
+def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int, work: Path,
+                     say: Callable[[str], None]) -> dict:
+    """The Kafka part of the pipeline's path alone, at the same offered rates and with
+    the same events: producer -> relay -> relay -> consumer, where the two relays
+    (bench/relay.py, a process each) are raw aiokafka hops with the worker's fetch wait,
+    as the batcher's hop and the agent's. No Faust, no state, no model: what the
+    broker and its client cost the latency."""
+    names = [f"bench.floor.{i}" for i in range(3)]
+    asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=tuple(names)))
+    relays = [spawn(f"relay-{i}", [sys.executable, "-m", "bench.relay", broker.bootstrap, names[i],
+                                   names[i + 1], str(fetch_max_wait_ms)], work) for i in range(2)]
+    out = {}
+    start_ms = log_end_ms(lines) + 1000
+    with stopping(*relays):
+        for relay in relays:
+            wait_until(lambda: b"ready" in relay.log_path.read_bytes(), 60, relay.name, relay)
+        for rate in LATENCY_RATES:
+            events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
+            start_ms += int(LATENCY_SECONDS * 1000) + 1000
+            arrivals: dict[str, float] = {}
+            ready, done = threading.Event(), threading.Event()
+            collector = threading.Thread(target=_collect, args=(broker.bootstrap, names[2], "event_id",
+                                                                arrivals, ready, done))
+            collector.start()
+            try:
+                ready.wait(30)
+                sent = asyncio.run(_offer(broker.bootstrap, events, rate, names[0]))
+                wait_until(lambda: len(arrivals) >= len(sent), 60, f"floor relays at {rate} events/s")
+            finally:
+                done.set()
+                collector.join(30)
+            out[str(rate)] = _percentiles(sent, arrivals, len(events))
+            say(f"  {rate} events/s: p50 {out[str(rate)]['p50']:.1f} ms, p99 {out[str(rate)]['p99']:.1f} ms")
+    return out
 
 
 def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None]) -> dict:
@@ -338,7 +381,8 @@ def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable
         start_ms += int(LATENCY_SECONDS * 1000) + 1000
         arrivals: dict[str, float] = {}
         ready, stop = threading.Event(), threading.Event()
-        collector = threading.Thread(target=_collect, args=(broker.bootstrap, arrivals, ready, stop))
+        collector = threading.Thread(target=_collect, args=(broker.bootstrap, topics.RECOMMENDATIONS,
+                                                            "based_on", arrivals, ready, stop))
         collector.start()
         try:
             ready.wait(30)
@@ -350,12 +394,9 @@ def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable
         finally:
             stop.set()
             collector.join(30)
-        lat = np.array([1000 * (arrivals[e] - t) for e, t in sent.items() if e in arrivals])
-        out[str(rate)] = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-                          "p99": float(np.percentile(lat, 99)), "events": len(events),
-                          "updates_measured": int(len(lat))}
+        out[str(rate)] = _percentiles(sent, arrivals, len(events))
         say(f"  {rate} events/s: p50 {out[str(rate)]['p50']:.1f} ms, p99 {out[str(rate)]['p99']:.1f} ms "
-            f"over {len(lat)} updates")
+            f"over {out[str(rate)]['updates_measured']} updates")
     return out
 
 
@@ -550,6 +591,8 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say("ceiling: raw aiokafka pass-through ...")
         results["ceiling_eps"] = asyncio.run(ceiling_eps(broker.bootstrap, n))
         say(f"  {results['ceiling_eps']:,.0f} events/s")
+        say("latency floor: the same events through two raw aiokafka relays ...")
+        results["latency_floor_ms"] = latency_floor_ms(broker, lines, settings.tansu_fetch_max_wait_ms, work, say)
         say("trivial Faust agent (Faust defaults) ...")
         results["faust_trivial_eps"] = faust_trivial_eps(broker, n, work, tuned=False)
         say(f"  {results['faust_trivial_eps']:,.0f} events/s")
@@ -621,11 +664,16 @@ def report(r: dict) -> str:
               f"in {p['frames']:,} frames; without frames: "
               f"{r['pipeline_direct']['scored_rows']:,} rows scored, "
               f"{r['pipeline_direct']['alerts']:,} alerts (the same decisions)", "",
-              "latency, event produced -> recommendation update consumed (ms)",
-              f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"]
+              "latency, event produced -> recommendation update consumed (ms); floor: the same",
+              "events through two raw aiokafka relays (the pipeline's two Kafka hops), same run",
+              f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"
+              f"{'floor p50':>11}{'p95':>8}{'p99':>8}"]
+    floor = r.get("latency_floor_ms", {})
     for rate, v in r["latency_ms"].items():
+        f = floor.get(rate)
+        tail = f"{f['p50']:>11.1f}{f['p95']:>8.1f}{f['p99']:>8.1f}" if f else ""
         lines.append(f"{rate:>17}{v['p50']:>8.1f}{v['p95']:>8.1f}{v['p99']:>8.1f}"
-                     f"{v['updates_measured']:>11,} of {v['events']:,}")
+                     f"{v['updates_measured']:>11,} of {v['events']:,}{tail}")
     lines += ["", "model: Triton (gRPC, one request at a time) vs the same computation in-process",
               f"{'batch':>6}{'Triton rows/s':>15}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'in-process rows/s':>19}{'p50 ms':>9}{'served/in-proc':>16}"]
