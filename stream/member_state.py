@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from itertools import accumulate
-from operator import sub
+from itertools import accumulate, repeat
+from operator import sub, truediv
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -242,7 +242,7 @@ def model_inputs(state: MemberState, max_len: int):
     if n:
         # As in training: the oldest kept event's gap reaches back to the event before it.
         gaps.append((times[0] - state.dropped_ts) / 1000.0 if state.dropped_ts else 0.0)
-        gaps.extend((times[i] - times[i - 1]) / 1000.0 for i in range(1, n))
-    items = [b""] * pad + [i.encode() for i in state.items]
+        gaps += map(truediv, map(sub, times[1:], times[:-1]), repeat(1000.0, n - 1))
+    items = [b""] * pad + list(map(str.encode, state.items))
     types = [0] * pad + state.types
     return items, types, gaps

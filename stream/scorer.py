@@ -8,6 +8,7 @@ type codes and gaps in; churn probability, top-K ids and scores out.
 from __future__ import annotations
 
 import asyncio
+import struct
 from dataclasses import dataclass
 from itertools import chain
 
@@ -71,6 +72,23 @@ class _BytesInput(InferInput):
 def bytes_wire(rows: list["Row"], wire: dict) -> bytes:
     """The rows' item ids as one BYTES tensor's wire bytes, row after row."""
     return b"".join(map(wire.__getitem__, chain.from_iterable(r.items for r in rows)))
+
+
+_LENGTH = struct.Struct("<I").unpack_from
+
+
+def strings_from_wire(raw: bytes, rows: int, width: int) -> list[list[str]]:
+    """A [rows, width] BYTES tensor's wire bytes -> rows of str (a third of the time
+    of tritonclient's numpy object array plus decoding each element)."""
+    flat, pos = [], 0
+    for _ in range(rows * width):
+        (n,) = _LENGTH(raw, pos)
+        pos += 4
+        flat.append(raw[pos:pos + n].decode())
+        pos += n
+    if pos != len(raw):
+        raise ValueError(f"BYTES tensor: {len(raw) - pos} bytes after {rows}x{width} elements")
+    return [flat[i:i + width] for i in range(0, rows * width, width)]
 
 
 class TritonScorer:
@@ -138,7 +156,9 @@ class TritonScorer:
             raise ScoringUnavailable(str(exc)) from exc
         self.requests += 1
         self.rows += n
-        top = result.as_numpy("TOP_ITEMS")
+        response = result.get_response()
+        index = [o.name for o in response.outputs].index("TOP_ITEMS")
+        width = int(response.outputs[index].shape[1])
         return Scores(result.as_numpy("CHURN_PROBABILITY").reshape(-1),
-                      [[i.decode() for i in row] for row in top],
+                      strings_from_wire(response.raw_output_contents[index], n, width),
                       result.as_numpy("TOP_SCORES"))

@@ -2,7 +2,9 @@
 import numpy as np
 from tritonclient.utils import serialize_byte_tensor
 
-from stream.scorer import Row, _WireItems, bytes_wire
+import pytest
+
+from stream.scorer import Row, _WireItems, bytes_wire, strings_from_wire
 
 
 def _rows():
@@ -25,3 +27,11 @@ def test_wire_cache_is_bounded():
     for i in range(10):
         assert wire[str(i).encode()] == b"\x01\x00\x00\x00" + str(i).encode()
     assert len(wire) <= 3
+
+
+def test_strings_from_wire_reads_tritonclients_serialisation():
+    top = [["85123A", "é-ü", ""], ["x" * 300, "22423", "\x00odd"]]
+    raw = serialize_byte_tensor(np.array([[i.encode() for i in row] for row in top], dtype=object)).item()
+    assert strings_from_wire(raw, 2, 3) == top
+    with pytest.raises(ValueError, match="bytes after"):
+        strings_from_wire(raw + b"\x00", 2, 3)
