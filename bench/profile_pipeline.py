@@ -1,10 +1,11 @@
-"""Where the pipeline's time goes: py-spy on the worker and on Triton's model process.
+"""Where the pipeline's time goes: py-spy on the worker, its batcher and Triton's model process.
 
     python -m bench.profile_pipeline      # or: make profile
 
 Same set-up as `memberstream bench`'s pipeline step (bench log pre-loaded, one
-worker catching up from the beginning); py-spy samples the worker and the
-Triton Python-backend stub for the whole catch-up. Prints, per process, the
+worker catching up from the beginning); py-spy samples the worker, the
+worker's batcher process and the Triton Python-backend stub for the whole
+catch-up. Prints, per process, the
 share of samples by where they were (own time, grouped by package) and the
 top functions, and writes bench/PROFILE.md.
 """
@@ -17,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.bench import commit, loaded_stack, machine, pipeline_eps, worker_env
-from stream.launcher import start_worker, stopping
+from stream.launcher import start_worker, stopping, wait_until
 from stream.settings import Settings
 
 HERE = Path(__file__).parent
@@ -46,6 +47,18 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def batcher_of(worker_pid: int) -> list[int]:
+    """The worker's batcher process (a multiprocessing child running spawn_main)."""
+    out = []
+    for pid in children(worker_pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
         except OSError:
             pass
     return out
@@ -84,7 +97,10 @@ def main() -> int:
         worker = start_worker(env, work, name="profile-worker")
         with stopping(worker.process):
             spies = []
-            for name, pid in (("worker", worker.process.pid), *(("triton-model", p) for p in stub[:1])):
+            wait_until(lambda: batcher_of(worker.process.pid), 60, "the worker's batcher process")
+            targets = [("worker", worker.process.pid), *(("batcher", p) for p in batcher_of(worker.process.pid)),
+                       *(("triton-model", p) for p in stub[:1])]
+            for name, pid in targets:
                 spies.append((name, subprocess.Popen(
                     [str(spy), "record", "-p", str(pid), "-r", "250", "-d", "120", "-f", "raw",
                      "--nonblocking", "--threads", "-o", str(work / f"{name}.txt")],
