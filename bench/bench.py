@@ -231,7 +231,9 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
     built; CPU seconds of this process."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from stream.processor import MemberProcessor, Record
+    import gc
+
+    from stream.processor import MemberProcessor, Record, tune_gc
 
     partitioner, all_partitions = DefaultPartitioner(), list(range(PARTITIONS))
     partitions: dict[int, int] = {}
@@ -255,9 +257,14 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
                 for state in r.changed.values():
                     state.to_bytes()
 
-    t = time.process_time()
-    asyncio.run(run())
-    return len(records) / (time.process_time() - t)
+    thresholds = gc.get_threshold()
+    tune_gc(settings.gc_threshold)  # as the worker runs
+    try:
+        t = time.process_time()
+        asyncio.run(run())
+        return len(records) / (time.process_time() - t)
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def latency_events(lines: list[bytes], rate: int, count: int, start_ms: int) -> list[tuple[bytes, str, bytes]]:

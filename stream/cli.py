@@ -67,6 +67,9 @@ def worker() -> None:
 
         uvloop.install()
 
+    from .processor import tune_gc
+
+    tune_gc(settings.gc_threshold)
     asyncio.run(topics.ensure_topics(settings.bootstrap_servers, settings.partitions))
     from . import ingest_agent, web  # noqa: F401  (registers the agent and the pages)
     from faust import Worker

@@ -20,6 +20,7 @@ Faust-free on purpose: the agent feeds it, the tests can too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -326,6 +327,15 @@ class MemberProcessor:
             if change is not None:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1
+
+
+def tune_gc(threshold: int) -> None:
+    """Young-generation collections every `threshold` allocations instead of 700, and
+    the older generations correspondingly rarer (settings.gc_threshold; 0: Python's
+    defaults). The states of the members are millions of long-lived objects; the
+    processor over the bench log ran 23-27k -> 33-36k events/s with 50,000."""
+    if threshold:
+        gc.set_threshold(threshold, 20, 100)
 
 
 def _snapshot(state: MemberState) -> MemberState:
