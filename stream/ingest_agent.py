@@ -33,6 +33,7 @@ from .input_cursor import InputCursor, Refetcher, input_key, stored_offset
 from .members_table import members
 from .processor import BatchResult, MemberProcessor, Record
 from .scorer import TritonScorer
+from .sender import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ else:
 scorer = TritonScorer(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
                       settings.triton_max_rows)
 processor = MemberProcessor(settings, members.data, scorer)
+sender = BatchSender(settings.bootstrap_servers, settings.producer_linger_s)
 batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(settings.app_id),
                   f"{settings.app_id}-batcher", frame_records=settings.frame_max_events,
                   fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -201,8 +203,7 @@ class Publisher:
         self.flushing = asyncio.Lock()
 
     async def publish(self, result: BatchResult) -> None:
-        for out in result.outputs:
-            self.sent.append(await app.producer.send(out.topic, out.key, out.value, None, None, out.headers))
+        self.sent += await sender.send((o.topic, o.key, o.value, None, o.headers) for o in result.outputs)
         self.states.update(result.changed)
         self.inputs.update(result.inputs)
         if len(self.states) >= settings.changelog_flush_members:
@@ -232,16 +233,14 @@ class Publisher:
             if not records:
                 return
             changelog = members.changelog_topic.get_topic_name()
-            await asyncio.gather(*[await app.producer.send(changelog, key, value, partition, None, None)
-                                   for key, value, partition in records])
+            await asyncio.gather(*await sender.send((changelog, key, value, partition, None)
+                                                    for key, value, partition in records))
             if settings.embedded_broker:
-                # Tansu quirk 2: close each written changelog partition with a lone record.
-                marks = []
-                for partition in sorted({p for _, _, p in records}):
-                    key, value = tansu_quirks.end_marker(
-                        partition, processor.schedule.watermarks.get(partition, 0))
-                    marks.append(await app.producer.send(changelog, key, value, partition, None, None))
-                await asyncio.gather(*marks)
+                # Tansu quirk 2: close each written changelog partition with a lone record
+                # (a batch of its own: one partition each, one record each).
+                marks = [(changelog, *tansu_quirks.end_marker(p, processor.schedule.watermarks.get(p, 0)), p, None)
+                         for p in sorted({p for _, _, p in records})]
+                await asyncio.gather(*await sender.send(marks))
 
 
 publisher = Publisher()
@@ -260,7 +259,9 @@ async def flushing() -> None:
 
 @app.on_before_shutdown.connect
 async def flush_at_shutdown(app, **kwargs) -> None:
+    # Faust has stopped its consumer (revocations flushed); the last flush, then the sender.
     await publisher.flush()
+    await sender.stop()
 
 
 @app.agent(source)
@@ -270,6 +271,7 @@ async def ingest(stream):
     # REAL-PARTS.md): back to the configured level once the worker runs.
     logging.getLogger().setLevel(settings.log_level.upper())
     await scorer.start()
+    await sender.start()
     _scorer_started.set()
     async for events in stream.take_events(BATCH, within=settings.batch_within_s):
         _agent_moved_at[0] = time.monotonic()
