@@ -93,8 +93,9 @@ class Prepared:
     touched: dict[str, MemberState]
 
 
-def _json(model) -> bytes:
-    return orjson.dumps(model.model_dump(mode="json"))
+def _json(message) -> bytes:
+    """An output message: a dict already in contract form, or a pydantic model."""
+    return orjson.dumps(message if isinstance(message, dict) else message.model_dump(mode="json"))
 
 
 class MemberProcessor:

@@ -5,7 +5,7 @@ from typing import Optional
 
 from ..event_time import rfc3339
 from ..member_state import MemberState
-from ..schemas import SegmentChange
+from ..schemas import SCHEMA_VERSION
 
 
 def lifecycle_stage(state: MemberState, purchase_visits: int, loyal_after_visits: int) -> str:
@@ -39,14 +39,16 @@ def on_member_event(state: MemberState, started_visit: bool) -> None:
 
 
 def segment_change(state: MemberState, purchase_visits: int, monetary: float, at_ms: int,
-                   loyal_after_visits: int, thresholds: list[float]) -> Optional[SegmentChange]:
-    """Stage and tier as of one step (counters as they were then); None if unchanged."""
+                   loyal_after_visits: int, thresholds: list[float]) -> Optional[dict]:
+    """Stage and tier as of one step (counters as they were then); None if unchanged.
+    The `crm.segments` message as a dict in the field order of schemas.SegmentChange
+    (checked against the model in tests/unit/test_policies.py)."""
     stage = lifecycle_stage(state, purchase_visits, loyal_after_visits)
     level = tier(monetary, thresholds)
     if stage == state.stage and level == state.tier:
         return None
-    change = SegmentChange(member_id=state.member_id, lifecycle_stage=stage, tier=level,
-                           previous_lifecycle_stage=state.stage, previous_tier=state.tier,
-                           event_time=rfc3339(at_ms))
+    change = {"schema_version": SCHEMA_VERSION, "member_id": state.member_id, "lifecycle_stage": stage,
+              "tier": level, "previous_lifecycle_stage": state.stage, "previous_tier": state.tier,
+              "event_time": rfc3339(at_ms)}
     state.stage, state.tier = stage, level
     return change

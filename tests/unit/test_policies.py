@@ -57,23 +57,23 @@ def test_reasons_cart_abandoned_and_spend_drop():
 def test_lifecycle_and_tier_changes_are_published_once():
     s = member()
     change = segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0])
-    assert (change.lifecycle_stage, change.tier, change.previous_lifecycle_stage) == ("new", "bronze", None)
+    assert (change["lifecycle_stage"], change["tier"], change["previous_lifecycle_stage"]) == ("new", "bronze", None)
     assert segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0]) is None
-    assert segment_policy.segment_change(s, 2, 600.0, T0, 5, [500.0, 2000.0]).tier == "silver"
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0]).lifecycle_stage == "loyal"
+    assert segment_policy.segment_change(s, 2, 600.0, T0, 5, [500.0, 2000.0])["tier"] == "silver"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
     s.churned = True
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0]).lifecycle_stage == "churned"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "churned"
     segment_policy.on_member_event(s, started_visit=False)
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0]).lifecycle_stage == "reactivated"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "reactivated"
     segment_policy.on_member_event(s, started_visit=True)
-    assert segment_policy.segment_change(s, 6, 600.0, T0, 5, [500.0, 2000.0]).lifecycle_stage == "loyal"
+    assert segment_policy.segment_change(s, 6, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
 
 
 def test_recommendations_sent_only_when_the_top_k_changes():
     s = member()
     first = recommendation_policy.recommendation_update(s, ["a", "b", "c"], [0.5, 0.3, 0.1], 2, "v", False)
-    assert [(i.item_id, i.rank) for i in first.items] == [("a", 1), ("b", 2)]
-    assert first.based_on == "e0" and not first.fallback
+    assert [(i["item_id"], i["rank"]) for i in first["items"]] == [("a", 1), ("b", 2)]
+    assert first["based_on"] == "e0" and not first["fallback"]
     assert recommendation_policy.recommendation_update(s, ["a", "b", "d"], [0.6, 0.2, 0.1], 2, "v", False) is None
     assert recommendation_policy.recommendation_update(s, ["b", "a"], [0.6, 0.2], 2, "v", False) is not None
 
@@ -114,3 +114,19 @@ def test_schedule_fires_due_checkpoints_in_order_and_skips_stale_ones():
     b.check_index = 1  # as if m2 acted again / was rescheduled: the old entry is stale
     assert not sched.is_current(b, *due[0][::2])
     assert sched.pending(0) == 0
+
+
+def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byte():
+    """Both are built as dicts (the hot path): the same JSON as the pydantic models."""
+    import orjson
+
+    from stream.processor import _json
+    from stream.schemas import RecommendationUpdate, SegmentChange
+
+    s = member()
+    change = segment_policy.segment_change(s, 2, 600.0, T0 + 123, 5, [500.0, 2000.0])
+    assert _json(change) == orjson.dumps(SegmentChange(**change).model_dump(mode="json"))
+    assert change["event_time"].endswith(".123Z") and change["previous_tier"] is None
+    update = recommendation_policy.recommendation_update(s, ["a", "é", "c"], [0.5, 1 / 3, 0.1], 3, "m@1", True)
+    assert _json(update) == orjson.dumps(RecommendationUpdate(**update).model_dump(mode="json"))
+    assert [i["score"] for i in update["items"]] == [0.5, 0.333333, 0.1]
