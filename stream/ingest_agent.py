@@ -238,7 +238,8 @@ class Publisher:
             if settings.embedded_broker:
                 # Tansu quirk 2: close each written changelog partition with a lone record
                 # (a batch of its own: one partition each, one record each).
-                marks = [(changelog, *tansu_quirks.end_marker(p, processor.schedule.watermarks.get(p, 0)), p, None)
+                watermarks = processor.schedule.watermarks
+                marks = [(changelog, *tansu_quirks.end_marker(p, watermarks.get(p, 0)), p, None)
                          for p in sorted({p for _, _, p in records})]
                 await asyncio.gather(*await sender.send(marks))
 

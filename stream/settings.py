@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     # this many members are dirty); outputs go out at once.
     changelog_flush_s: float = Field(0.5, gt=0)
     changelog_flush_members: int = Field(20000, ge=1)
-    producer_linger_s: float = Field(0.005, ge=0, description="Faust producer: wait to fill a batch")
+    producer_linger_s: float = Field(
+        0.005, ge=0, description="the worker's producers (outputs, changelog, Faust's): wait to fill a batch")
     # Against the embedded broker every Fetch waits its full max wait (tansu_quirks 4).
     tansu_fetch_max_wait_ms: int = Field(20, ge=1)
     # Agent batches whose inactivity checkpoints may await their scores at once while
