@@ -7,7 +7,7 @@ stable, so results stay comparable over time) and a table is printed.
 
   ceiling_eps              raw aiokafka: consume, parse, produce one output per input
   faust_trivial_eps        a trivial Faust agent forwarding the same messages (Faust defaults)
-  faust_trivial_tuned_eps  the same agent with memberstream's producer and poll settings
+  faust_trivial_tuned_eps  the same agent with memberstream's poll and buffer settings, a 5 ms producer linger
   pipeline_eps             the full memberstream worker over the whole bench log (default: frames)
   pipeline_direct_eps      the same with MEMBERSTREAM_FRAMES=false (one Faust message per event)
   processor_alone_eps      the per-event work alone, in this process: no Kafka, no Faust, no
@@ -603,7 +603,7 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say("trivial Faust agent (Faust defaults) ...")
         results["faust_trivial_eps"] = faust_trivial_eps(broker, n, work, tuned=False)
         say(f"  {results['faust_trivial_eps']:,.0f} events/s")
-        say("trivial Faust agent (memberstream's producer and poll settings) ...")
+        say("trivial Faust agent (memberstream's poll settings, 5 ms producer linger) ...")
         results["faust_trivial_tuned_eps"] = faust_trivial_eps(broker, n, work, tuned=True)
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)

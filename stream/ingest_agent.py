@@ -76,8 +76,9 @@ PARTITION_IDLE_S = 30.0
 _agent_moved_at = [0.0]
 rescuing: dict[int, int] = {}  # partition -> the offset Faust must hand over to end it
 _scorer_started = asyncio.Event()
-# Faust events per agent batch: frames, or records without frames.
+# Faust events per agent batch, and the wait to fill one: frames, or records without frames.
 BATCH = settings.batch_max_frames if settings.frames else settings.batch_max_events
+BATCH_WITHIN_S = settings.frame_batch_within_s if settings.frames else settings.batch_within_s
 
 
 def _records(messages) -> list[Record]:
@@ -274,7 +275,7 @@ async def ingest(stream):
     await scorer.start()
     await sender.start()
     _scorer_started.set()
-    async for events in stream.take_events(BATCH, within=settings.batch_within_s):
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         _agent_moved_at[0] = time.monotonic()
         async with applying:
             await apply([e.message for e in events])
