@@ -13,6 +13,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
+from .memo import Memo
+
 SCHEMA_VERSION = 1
 EventType = Literal["view", "click", "add_to_cart", "remove_from_cart", "purchase"]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # contract order; model code = index + 1
@@ -26,10 +28,6 @@ MAX_EVENT_MS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 
 IdStr = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 
-# RFC 3339 text -> epoch ms, for the event times seen lately: events come in runs that
-# share their timestamp (the lines of one order), and parsing is most of validating one.
-_PARSED: dict[str, int] = {}
-
 
 def _parse_rfc3339(text: str) -> int:
     try:
@@ -39,6 +37,11 @@ def _parse_rfc3339(text: str) -> int:
     if dt.tzinfo is None:
         raise ValueError("RFC 3339 timestamp needs a time zone offset")
     return int(dt.timestamp() * 1000)
+
+
+# RFC 3339 text -> epoch ms: events come in runs that share their timestamp (the lines
+# of one order), and parsing is most of validating one.
+_PARSED: Memo[str, int] = Memo(_parse_rfc3339, 65536)
 
 
 class ShopEvent(BaseModel):
@@ -61,13 +64,7 @@ class ShopEvent(BaseModel):
     @classmethod
     def _event_time(cls, v: Union[int, str]) -> int:
         if isinstance(v, str):
-            ms = _PARSED.get(v)
-            if ms is None:
-                ms = _parse_rfc3339(v)
-                if len(_PARSED) >= 65536:
-                    _PARSED.clear()
-                _PARSED[v] = ms
-            v = ms
+            v = _PARSED[v]
         if not MIN_EVENT_MS <= v < MAX_EVENT_MS:
             raise ValueError("event time outside 1995..2100")
         return v

@@ -17,6 +17,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import InferenceServerException
 
+from .memo import Memo
+
 OUTPUTS = ("CHURN_PROBABILITY", "TOP_ITEMS", "TOP_SCORES")
 
 
@@ -42,16 +44,10 @@ class Scores:
         return len(self.churn)
 
 
-class _WireItems(dict):
+def _wire_items(max_entries: int = 1_000_000) -> Memo[bytes, bytes]:
     """Item id -> its element in Triton's BYTES wire layout (4-byte little-endian
     length, then the bytes), built once per distinct id."""
-    MAX_ENTRIES = 1_000_000
-
-    def __missing__(self, item: bytes) -> bytes:
-        if len(self) >= self.MAX_ENTRIES:
-            self.clear()
-        chunk = self[item] = len(item).to_bytes(4, "little") + item
-        return chunk
+    return Memo(lambda item: len(item).to_bytes(4, "little") + item, max_entries)
 
 
 class _BytesInput(InferInput):
@@ -98,7 +94,7 @@ class TritonScorer:
         self.model_version = f"{model}@unknown"
         self.requests = 0
         self.rows = 0
-        self._wire = _WireItems()
+        self._wire = _wire_items()
 
     async def start(self) -> None:
         self._client = grpc_aio.InferenceServerClient(self.url)
@@ -137,8 +133,7 @@ class TritonScorer:
         if self._client is None:
             raise ScoringUnavailable("scorer not started")
         n = len(rows)
-        width = len(rows[0].items)
-        inputs = [_BytesInput("ITEM_IDS", [n, width], bytes_wire(rows, self._wire))]
+        inputs = [_BytesInput("ITEM_IDS", [n, len(rows[0].items)], bytes_wire(rows, self._wire))]
         arrays = {
             "EVENT_TYPES": np.array([r.types for r in rows], dtype=np.int8),
             "GAPS": np.array([r.gaps for r in rows], dtype=np.float32),
@@ -158,7 +153,7 @@ class TritonScorer:
         self.rows += n
         response = result.get_response()
         index = [o.name for o in response.outputs].index("TOP_ITEMS")
-        width = int(response.outputs[index].shape[1])
+        k = int(response.outputs[index].shape[1])
         return Scores(result.as_numpy("CHURN_PROBABILITY").reshape(-1),
-                      strings_from_wire(response.raw_output_contents[index], n, width),
+                      strings_from_wire(response.raw_output_contents[index], n, k),
                       result.as_numpy("TOP_SCORES"))

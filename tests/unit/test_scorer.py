@@ -4,7 +4,7 @@ from tritonclient.utils import serialize_byte_tensor
 
 import pytest
 
-from stream.scorer import Row, _WireItems, bytes_wire, strings_from_wire
+from stream.scorer import Row, _wire_items, bytes_wire, strings_from_wire
 
 
 def _rows():
@@ -15,15 +15,14 @@ def _rows():
 def test_bytes_wire_is_tritonclients_serialisation_byte_for_byte():
     rows = _rows()
     expected = serialize_byte_tensor(np.array([r.items for r in rows], dtype=object)).item()
-    wire = _WireItems()
+    wire = _wire_items()
     assert bytes_wire(rows, wire) == expected
     assert len(wire) == 5  # "", 85123A, é-ü, x*300, \x00odd: each built once
     assert bytes_wire(rows, wire) == expected  # and again from the cache
 
 
 def test_wire_cache_is_bounded():
-    wire = _WireItems()
-    wire.MAX_ENTRIES = 3
+    wire = _wire_items(max_entries=3)
     for i in range(10):
         assert wire[str(i).encode()] == b"\x01\x00\x00\x00" + str(i).encode()
     assert len(wire) <= 3
