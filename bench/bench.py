@@ -294,7 +294,7 @@ def log_end_ms(lines: list[bytes]) -> int:
                if not isinstance(e, Rejected))
 
 
-async def _offer(bootstrap: str, events, rate: int, topic: str = topics.SHOP_EVENTS) -> dict[str, float]:
+async def _offer(bootstrap: str, events, rate: int, topic: str) -> dict[str, float]:
     """Produce at a fixed rate; the produce time of each event id (monotonic clock)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     await producer.start()
@@ -342,6 +342,34 @@ def _percentiles(sent: dict[str, float], arrivals: dict[str, float], events: int
             "p99": float(np.percentile(lat, 99)), "events": events, "updates_measured": int(len(lat))}
 
 
+def _latencies(bootstrap: str, lines: list[bytes], into: str, collect: str, id_field: str,
+               settler: Callable[[int, int], Callable[[dict, dict], None]],
+               say: Callable[[str], None]) -> dict:
+    """Per offered rate: produce the rate's events into `into` while a consumer of
+    `collect` notes when each event id (in `id_field`) arrives; `settler(rate, n)`,
+    called before producing, returns what waits until the arrivals are in."""
+    out = {}
+    start_ms = log_end_ms(lines) + 1000
+    for rate in LATENCY_RATES:
+        events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
+        start_ms += int(LATENCY_SECONDS * 1000) + 1000
+        arrivals: dict[str, float] = {}
+        ready, stop = threading.Event(), threading.Event()
+        collector = threading.Thread(target=_collect, args=(bootstrap, collect, id_field, arrivals, ready, stop))
+        collector.start()
+        try:
+            ready.wait(30)
+            settle = settler(rate, len(events))
+            sent = asyncio.run(_offer(bootstrap, events, rate, into))
+            settle(sent, arrivals)
+        finally:
+            stop.set()
+            collector.join(30)
+        r = out[str(rate)] = _percentiles(sent, arrivals, len(events))
+        say(f"  {rate} events/s: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms over {r['updates_measured']} events")
+    return out
+
+
 def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int, work: Path,
                      say: Callable[[str], None]) -> dict:
     """The Kafka part of the pipeline's path alone, at the same offered rates and with
@@ -353,58 +381,31 @@ def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int,
     asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=tuple(names)))
     relays = [spawn(f"relay-{i}", [sys.executable, "-m", "bench.relay", broker.bootstrap, names[i],
                                    names[i + 1], str(fetch_max_wait_ms)], work) for i in range(2)]
-    out = {}
-    start_ms = log_end_ms(lines) + 1000
+
+    def settler(rate: int, n: int) -> Callable[[dict, dict], None]:
+        return lambda sent, arrivals: wait_until(lambda: len(arrivals) >= len(sent), 60,
+                                                 f"floor relays at {rate} events/s")
+
     with stopping(*relays):
         for relay in relays:
             wait_until(lambda: b"ready" in relay.log_path.read_bytes(), 60, relay.name, relay)
-        for rate in LATENCY_RATES:
-            events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
-            start_ms += int(LATENCY_SECONDS * 1000) + 1000
-            arrivals: dict[str, float] = {}
-            ready, done = threading.Event(), threading.Event()
-            collector = threading.Thread(target=_collect, args=(broker.bootstrap, names[2], "event_id",
-                                                                arrivals, ready, done))
-            collector.start()
-            try:
-                ready.wait(30)
-                sent = asyncio.run(_offer(broker.bootstrap, events, rate, names[0]))
-                wait_until(lambda: len(arrivals) >= len(sent), 60, f"floor relays at {rate} events/s")
-            finally:
-                done.set()
-                collector.join(30)
-            out[str(rate)] = _percentiles(sent, arrivals, len(events))
-            say(f"  {rate} events/s: p50 {out[str(rate)]['p50']:.1f} ms, p99 {out[str(rate)]['p99']:.1f} ms")
-    return out
+        return _latencies(broker.bootstrap, lines, names[0], names[2], "event_id", settler, say)
 
 
 def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None]) -> dict:
     """Event-to-recommendation-update latency at fixed offered rates, produce time to
     arrival at a consumer, over every event whose update arrived."""
-    out = {}
-    start_ms = log_end_ms(lines) + 1000
-    for rate in LATENCY_RATES:
-        events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
-        start_ms += int(LATENCY_SECONDS * 1000) + 1000
-        arrivals: dict[str, float] = {}
-        ready, stop = threading.Event(), threading.Event()
-        collector = threading.Thread(target=_collect, args=(broker.bootstrap, topics.RECOMMENDATIONS,
-                                                            "based_on", arrivals, ready, stop))
-        collector.start()
-        try:
-            ready.wait(30)
-            before = worker.processed()
-            sent = asyncio.run(_offer(broker.bootstrap, events, rate))
-            wait_until(lambda: worker.settled(before + len(events)), 300,
+    def settler(rate: int, n: int) -> Callable[[dict, dict], None]:
+        before = worker.processed()
+
+        def settle(sent: dict, arrivals: dict) -> None:
+            wait_until(lambda: worker.settled(before + n), 300,
                        f"worker to catch up after {rate} events/s", worker.process)
             time.sleep(1.0)  # the last updates' way to the collector
-        finally:
-            stop.set()
-            collector.join(30)
-        out[str(rate)] = _percentiles(sent, arrivals, len(events))
-        say(f"  {rate} events/s: p50 {out[str(rate)]['p50']:.1f} ms, p99 {out[str(rate)]['p99']:.1f} ms "
-            f"over {out[str(rate)]['updates_measured']} updates")
-    return out
+        return settle
+
+    return _latencies(broker.bootstrap, lines, topics.SHOP_EVENTS, topics.RECOMMENDATIONS, "based_on",
+                      settler, say)
 
 
 # ---------------------------------------------------------------- Triton
