@@ -73,7 +73,7 @@ STALL_CHECK_S = 1.0
 RESCUE_CHECK_S = 0.02
 AGENT_IDLE_S = 2.0
 PARTITION_IDLE_S = 30.0
-_agent_moved_at = [0.0]
+agent_moved_at = 0.0  # monotonic time the agent last got a batch (0: not yet)
 rescuing: dict[int, int] = {}  # partition -> the offset Faust must hand over to end it
 _scorer_started = asyncio.Event()
 # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
@@ -268,6 +268,7 @@ async def flush_at_shutdown(app, **kwargs) -> None:
 
 @app.agent(source)
 async def ingest(stream):
+    global agent_moved_at
     # Faust's start-up can leave the root logger at DEBUG, and then every debug call
     # of aiokafka and Faust builds a record (20-30 % of a trivial agent's CPU,
     # REAL-PARTS.md): back to the configured level once the worker runs.
@@ -276,7 +277,7 @@ async def ingest(stream):
     await sender.start()
     _scorer_started.set()
     async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        _agent_moved_at[0] = time.monotonic()
+        agent_moved_at = time.monotonic()
         async with applying:
             await apply([e.message for e in events])
 
@@ -357,14 +358,14 @@ async def _watch_for_left_behind(limit: int) -> None:
         for p in [p for p, until in rescuing.items() if p not in owned or _faust_handed(p, until)]:
             del rescuing[p]  # Faust delivers it again
         # Before Faust delivered anything (start-up) only the long wait applies.
-        agent_idle = 0 < _agent_moved_at[0] <= time.monotonic() - AGENT_IDLE_S
+        agent_idle = 0 < agent_moved_at <= time.monotonic() - AGENT_IDLE_S
         for p in sorted(owned):
             if not cursor.knows(p):
                 async with applying:
                     await _resume(p)  # first sight: give Faust time to deliver
                 continue
             idle = cursor.idle_s(p)
-            stalled = idle >= AGENT_IDLE_S and (agent_idle or (_agent_moved_at[0] > 0 and _faust_behind(p)))
+            stalled = idle >= AGENT_IDLE_S and (agent_idle or (agent_moved_at > 0 and _faust_behind(p)))
             if p not in rescuing and not stalled and idle < PARTITION_IDLE_S:
                 continue
             # Read outside the lock (the agent goes on meanwhile; what it applied first

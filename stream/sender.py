@@ -47,10 +47,8 @@ class BatchSender:
             self.closed = True
             await self.producer.stop()
 
-    async def _partitions_of(self, topic: str) -> list[int]:
-        parts = self._partitions.get(topic)
-        if parts is None:
-            parts = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+    async def _fetch_partitions(self, topic: str) -> list[int]:
+        parts = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
         return parts
 
     async def send(self, messages: Iterable[Message]) -> list[asyncio.Future]:
@@ -65,7 +63,7 @@ class BatchSender:
         groups: dict[tuple[str, int], list] = {}
         for topic, key, value, partition, headers in messages:
             if partition is None:
-                parts = self._partitions.get(topic) or await self._partitions_of(topic)
+                parts = self._partitions.get(topic) or await self._fetch_partitions(topic)
                 partition = self.partitioner(key, parts, parts)
             groups.setdefault((topic, partition), []).append((key, value, headers))
         futures = []

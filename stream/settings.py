@@ -39,10 +39,11 @@ class Settings(BaseSettings):
     log_level: str = "warning"
     # The worker's event loops on uvloop (REAL-PARTS.md: +10-19 % for a Faust agent).
     uvloop: bool = True
-    # Allocations between young-generation garbage collections in the worker and its
-    # batcher (Python's default: 700). The members' states are millions of long-lived
-    # objects, and with the default the collector walked them often enough to cost a
-    # quarter of the per-event work; 0 keeps Python's default.
+    # Allocations between young-generation garbage collections in the worker (Python's
+    # default: 700; the batcher's process keeps that, it holds no states). The members'
+    # states are millions of long-lived objects, and with the default the collector
+    # walked them often enough to cost a quarter of the per-event work; 0 keeps
+    # Python's default.
     gc_threshold: int = Field(50_000, ge=0)
 
     # Batching: a batcher packs up to frame_max_events `shop.events` records per Kafka
