@@ -135,3 +135,23 @@ def test_gpu_config_serves_the_same_signature_on_a_gpu_in_bf16():
     sha = json.loads((EXPORT / "hparams.json").read_text())["vocab_sha256"]
     assert sha in cpu and sha in gpu
     assert "preferred_batch_size: [ 256, 1024 ]" in gpu
+
+
+def test_bytes_wire_codec_matches_tritonclients():
+    from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+
+    from models.serving import bytes_from_wire, bytes_to_wire
+    rng = np.random.default_rng(7)
+    # Padding runs, ids of every length class, lengths whose low byte is 0 (256, 512).
+    pool = [b"", b"", b"", b"214536502", b"85123A", b"x", b"\x00", b"\x00\x00\x00\x00", b"a" * 256, b"b" * 512]
+    rows = np.array([[pool[i] for i in rng.integers(0, len(pool), 50)] for _ in range(64)], dtype=object)
+    rows[3] = b""  # a row of padding only
+    wire = serialize_byte_tensor(rows).item()
+    assert bytes_to_wire(rows) == wire
+    ours = bytes_from_wire(np.frombuffer(wire, dtype=np.uint8))
+    theirs = deserialize_bytes_tensor(wire)
+    assert ours.dtype == object and ours.shape == (64 * 50,)
+    assert ours.tolist() == theirs.tolist() == rows.reshape(-1).tolist()
+    assert bytes_from_wire(b"").shape == (0,)
+    with pytest.raises(ValueError, match="past the end"):
+        bytes_from_wire(wire[:-3])
