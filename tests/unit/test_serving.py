@@ -68,6 +68,19 @@ def test_trimmed_batches_score_like_full_length_ones():
     assert (items == lookup[ref_idx.numpy()]).mean() > 0.99  # ties in the tail may swap
 
 
+def test_newest_hidden_is_the_encoders_newest_position():
+    """Serving's encoder (final block at the newest position only, blocks from their
+    weights) against transformers' GPT2Model over every position, on real sequences
+    of every length, untrimmed (leading padding up to 49 columns)."""
+    model, vocab, _ = shipped()
+    batch = encode(vocab, *excerpt_batch(every=1))
+    assert int((batch.types > 0).sum(dim=1).min()) == 1 and int((batch.types == 0).all(dim=0).sum()) == 0
+    with torch.inference_mode():
+        ours, reference = model.newest_hidden(batch), model.hidden(batch)[:, -1]
+    assert ours.shape == reference.shape == (len(batch.types), model.out_norm.normalized_shape[0])
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=2e-5)
+
+
 def test_fused_gelu_is_gpt2s_tanh_gelu():
     x = torch.linspace(-8, 8, 10001)
     np.testing.assert_allclose(torch.nn.functional.gelu(x, approximate="tanh").numpy(),

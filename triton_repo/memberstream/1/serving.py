@@ -87,7 +87,7 @@ class SequenceCache:
             rows = torch.tensor(list(todo.values()), device=batch.items.device)
             sub = type(batch)(*(t[rows] for t in (batch.items, batch.types, batch.gap_buckets,
                                                   batch.silence_buckets, batch.features)))
-            for key, vector in zip(todo, model.hidden(sub)[:, -1]):
+            for key, vector in zip(todo, model.newest_hidden(sub)):
                 found[key] = entries[key] = vector
             while len(entries) > self.max_entries:
                 entries.popitem(last=False)
