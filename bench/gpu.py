@@ -8,12 +8,15 @@ and 1024) and measures, side by side in one run, sequences/s per batch size:
   in_process_gpu the same computation (models/serving.predict) on the GPU, bf16
   in_process_cpu the CPU path (fp32, every core) - the "20 times" reference
 Inputs are real member sequences from tests/data (tiled to the batch size), so
-the run needs nothing beyond the repository. Writes bench/results-gpu.json and
+the run needs nothing beyond the repository. They repeat, so Triton serves a copy of
+the model repository whose GPU config turns the backend's sequence cache off:
+every request runs the encoder, as in-process. Writes bench/results-gpu.json and
 bench/RESULTS-gpu.md, which `make bench` folds into bench/RESULTS.md.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import threading
@@ -91,6 +94,17 @@ def in_process(model, vocab, k, batch, seconds: float, sync) -> dict:
             "p50_ms": 1000 * statistics.median(times)}
 
 
+def uncached_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu.pbtxt") -> Path:
+    """A copy of `repo`'s model at `to` with `sequence_cache_entries` 0 in `config`."""
+    if to.exists():
+        shutil.rmtree(to)
+    shutil.copytree(repo / model, to / model, ignore=shutil.ignore_patterns("__pycache__"))
+    config = to / model / config
+    config.write_text(config.read_text() + 'parameters { key: "sequence_cache_entries" '
+                      'value: { string_value: "0" } }\n')
+    return to
+
+
 def main() -> int:
     import torch
 
@@ -107,8 +121,9 @@ def main() -> int:
     work = settings.state_dir / "bench-gpu"
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
                "machine": machine(), "clients": CLIENTS, "command": "python -m bench.gpu", "sizes": []}
+    repo = uncached_copy(settings.triton_repo, settings.triton_model, work / "repo")
     try:
-        triton = start_triton(settings.triton_repo, settings.triton_model, work, config_name="gpu")
+        triton = start_triton(repo, settings.triton_model, work, config_name="gpu")
     except LaunchError as exc:
         print(f"bench.gpu: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import torch
 from models.encoding import ItemVocabulary
 from models.network import MemberTransformer
 from models.serving import predict
-from stream.launcher import LaunchError, start_triton
+from stream.launcher import LaunchError, start_triton, stopping
 from stream.member_state import MemberState, apply_event, model_inputs
 from stream.parsing import parse_event
 from stream.scorer import Row, TritonScorer
@@ -57,11 +57,27 @@ def excerpt_rows() -> list[Row]:
 
 
 def test_triton_scores_equal_eager_pytorch(triton):
+    assert_serves_eager(triton.grpc_url)
+
+
+def test_triton_without_sequence_cache_scores_the_same(tmp_path):
+    """The backend's cache off (what bench/gpu.py serves): every row through the encoder."""
+    from bench.gpu import uncached_copy
+
+    repo = uncached_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt")
+    assert 'key: "sequence_cache_entries" value: { string_value: "0" }' in (
+        repo / "memberstream" / "config.pbtxt").read_text()
+    server = start_triton(repo, "memberstream", tmp_path / "work", timeout=120)
+    with stopping(server.process):
+        assert_serves_eager(server.grpc_url)
+
+
+def assert_serves_eager(grpc_url: str) -> None:
     rows = excerpt_rows()
     assert len(rows) > 300
 
     async def served():
-        scorer = TritonScorer(triton.grpc_url, "memberstream", 30.0, max_rows=64)  # several requests
+        scorer = TritonScorer(grpc_url, "memberstream", 30.0, max_rows=64)  # several requests
         await scorer.start()
         try:
             return await scorer.score(rows), scorer.requests

@@ -68,7 +68,9 @@ class TritonPythonModel:
         except ValueError as exc:
             raise pb_utils.TritonModelException(str(exc)) from exc
         self.k = hp["top_k"]
-        self.cache = SequenceCache(int(params.get("sequence_cache_entries", "200000")))
+        # "0" turns the cache off (bench/gpu.py, whose requests repeat their rows).
+        entries = int(params.get("sequence_cache_entries", "200000"))
+        self.cache = SequenceCache(entries) if entries > 0 else None
 
     def execute(self, requests):
         # The dynamic batcher may hand over several requests: run them as one.
