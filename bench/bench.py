@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import orjson
@@ -183,10 +183,11 @@ def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> fl
 
 # ---------------------------------------------------------------- the pipeline
 
-def pipeline_eps(worker: Worker, n: int) -> dict:
+def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
     """The worker consumes the pre-loaded shop.events from the beginning: events/s from
     its first processed record until all n are processed AND every member they touched
-    is scored, published and written to the changelog."""
+    is scored, published and written to the changelog. `on_first` is called when the
+    first record is seen processed."""
     first = None
     deadline = time.monotonic() + 900
     while True:
@@ -195,6 +196,8 @@ def pipeline_eps(worker: Worker, n: int) -> dict:
         now = time.monotonic()
         if done and first is None:
             first = (now, done)
+            if on_first is not None:
+                on_first()
         if (done >= n and m.get("memberstream_scoring_backlog", 0) == 0
                 and m.get("memberstream_changelog_backlog", 0) == 0):
             break

@@ -11,11 +11,13 @@ top functions, and writes bench/PROFILE.md.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 from bench.bench import commit, loaded_stack, machine, pipeline_eps, worker_env
 from stream.launcher import start_worker, stopping, wait_until
@@ -64,6 +66,41 @@ def batcher_of(worker_pid: int) -> list[int]:
     return out
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU time of one process so far (None: it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(idle ticks, all ticks) of the whole machine so far."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def cpu_table(before: dict, after: dict, seconds: float, events: int, cores: int) -> str:
+    """Per process: cores kept busy and CPU time per event over the catch-up."""
+    lines = ["| process | cores busy | CPU µs per event |", "|---|---|---|"]
+    total = 0.0
+    for name, start in before["procs"].items():
+        end = after["procs"].get(name)
+        if start is None or end is None:
+            continue
+        used = end - start
+        total += used
+        lines.append(f"| {name} | {used / seconds:.2f} | {1e6 * used / events:.1f} |")
+    idle = (after["idle"][0] - before["idle"][0]) / max(1, after["idle"][1] - before["idle"][1]) * cores
+    lines.append(f"| all of the above | {total / seconds:.2f} | {1e6 * total / events:.1f} |")
+    lines.append(f"| machine idle | {idle:.2f} | |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(raw: Path, title: str, top: int = 15) -> str:
     own: Counter = Counter()
     groups: Counter = Counter()
@@ -106,7 +143,18 @@ def main() -> int:
                      "--nonblocking", "--threads", "-o", str(work / f"{name}.txt")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
             time.sleep(1.0)  # py-spy attached
-            pipe = pipeline_eps(worker, len(lines))
+            groups = {**dict(targets), "triton-server": triton.process.pid, "broker": broker.process.pid,
+                      **{f"py-spy ({name})": proc.pid for name, proc in spies}}
+            if len(stub) > 1:
+                groups.update({f"triton-model-{i}": p for i, p in enumerate(stub[1:], 2)})
+
+            def snapshot() -> dict:
+                return {"procs": {name: cpu_seconds(pid) for name, pid in groups.items()},
+                        "idle": machine_cpu(), "at": time.monotonic()}
+
+            marks = []
+            pipe = pipeline_eps(worker, len(lines), on_first=lambda: marks.append(snapshot()))
+            marks.append(snapshot())
             for _, proc in spies:
                 proc.send_signal(2)  # SIGINT: py-spy writes what it has
             for _, proc in spies:
@@ -115,6 +163,9 @@ def main() -> int:
             f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}, {machine()['cores']} cores "
             f"({machine()['cpu']}). One worker catching up on {len(lines):,} events of the bench log: "
             f"{pipe['eps']:,.0f} events/s in this run (py-spy's sampling costs a little).\n"]
+    cores, seconds = machine()["cores"], marks[1]["at"] - marks[0]["at"]
+    text.append("### CPU by process over the catch-up (from /proc; py-spy's own use listed)\n\n"
+                + cpu_table(marks[0], marks[1], seconds, round(pipe["eps"] * seconds), cores))
     for name, _ in spies:
         raw = work / f"{name}.txt"
         if raw.is_file():
