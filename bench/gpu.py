@@ -2,10 +2,11 @@
 
     python -m bench.gpu            # or: make bench-gpu
 
-Starts Triton on `configs/gpu.pbtxt` (KIND_GPU, bf16, preferred batches 256
-and 1024) and measures, side by side in one run, sequences/s per batch size:
+Starts Triton on `configs/gpu.pbtxt` (KIND_GPU, four instances, the exported
+network under bf16 autocast, preferred batches 256 and 1024) and measures, side by side in one run, sequences/s per batch size:
   triton_gpu     the served model, CLIENTS gRPC clients in parallel
-  in_process_gpu the same computation (models/serving.predict) on the GPU, bf16
+  in_process_gpu the same computation (models/serving.predict over the exported
+                 network, encoder.pt2 and heads.pt2) on the GPU, bf16
   in_process_cpu the CPU path (fp32, every core) - the "20 times" reference
 Inputs are real member sequences from tests/data (tiled to the batch size), so
 the run needs nothing beyond the repository. They repeat, so Triton serves a copy of
@@ -16,6 +17,7 @@ bench/RESULTS-gpu.md, which `make bench` folds into bench/RESULTS.md.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -94,34 +96,40 @@ def in_process(model, vocab, k, batch, seconds: float, sync) -> dict:
             "p50_ms": 1000 * statistics.median(times)}
 
 
-def uncached_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu.pbtxt") -> Path:
-    """A copy of `repo`'s model at `to` with `sequence_cache_entries` 0 in `config`."""
+def configured_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu.pbtxt",
+                    **parameters: str) -> Path:
+    """A copy of `repo`'s model at `to`, with `parameters` set in its `config`."""
     if to.exists():
         shutil.rmtree(to)
     shutil.copytree(repo / model, to / model, ignore=shutil.ignore_patterns("__pycache__"))
-    config = to / model / config
-    config.write_text(config.read_text() + 'parameters { key: "sequence_cache_entries" '
-                      'value: { string_value: "0" } }\n')
+    path = to / model / config
+    text = path.read_text()
+    for key, value in parameters.items():
+        text = re.sub(r'parameters \{ key: "%s" value: \{ string_value: "[^"]*" \} \}\n' % key, "", text)
+        text += f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+    path.write_text(text)
     return to
 
 
 def main() -> int:
     import torch
 
-    from models.serving import prepare
+    from models.serving import ExportedNetwork, prepare
 
     if not torch.cuda.is_available():
         print("bench.gpu: no CUDA device on this machine", file=sys.stderr)
         return 2
     settings = Settings()
     model, vocab, hp = load_model(settings)
-    gpu_model = prepare(load_model(settings)[0], "cuda", "bf16")
+    # What configs/gpu.pbtxt serves: the exported programs on the GPU under bf16 autocast.
+    gpu_model = ExportedNetwork.load(settings.triton_repo / settings.triton_model / "1", "cuda", "bf16")
     cpu_model = prepare(model, "cpu", "fp32")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = settings.state_dir / "bench-gpu"
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
                "machine": machine(), "clients": CLIENTS, "command": "python -m bench.gpu", "sizes": []}
-    repo = uncached_copy(settings.triton_repo, settings.triton_model, work / "repo")
+    repo = configured_copy(settings.triton_repo, settings.triton_model, work / "repo",
+                           sequence_cache_entries="0")
     try:
         triton = start_triton(repo, settings.triton_model, work, config_name="gpu")
     except LaunchError as exc:

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 try:
-    from .encoding import ItemVocabulary, encode
+    from .encoding import N_FEATURES, EncodedBatch, ItemVocabulary, encode
     from .network import MemberTransformer
 except ImportError:  # pragma: no cover - inside an export
-    from encoding import ItemVocabulary, encode
+    from encoding import N_FEATURES, EncodedBatch, ItemVocabulary, encode
     from network import MemberTransformer
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,6 +38,89 @@ def prepare(model: MemberTransformer, device: str = "cpu", precision: str = "fp3
     model = model.to(device).eval()
     model.serving_dtype = PRECISIONS[precision]
     return model
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, model: MemberTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, items, types, gap_buckets):
+        return self.model.newest_hidden(EncodedBatch(items, types, gap_buckets, None, None))
+
+
+class _Heads(torch.nn.Module):
+    def __init__(self, model: MemberTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, last, silence_buckets, features):
+        return self.model.heads(last, EncodedBatch(None, None, None, silence_buckets, features))
+
+
+EXPORTED = ("encoder.pt2", "heads.pt2")
+
+
+def export_network(model: MemberTransformer, directory) -> list:
+    """The GPU variant's network as two torch.export programs (encoder.pt2: sequences ->
+    newest hidden state; heads.pt2: hidden state -> item logits, churn): ATen graphs
+    with the weights, any batch size (1-4096) and length (1-50), run without
+    transformers or this module. Exported in fp32 on the CPU; `ExportedNetwork.load`
+    moves them to the serving device."""
+    from pathlib import Path
+
+    model = model.cpu().eval()
+    batch, length = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("length", min=1, max=50)
+    items = torch.tensor([[0, 0, 5, 7], [3, 4, 5, 6], [0, 0, 0, 9]])
+    types, gaps = (items > 0).long(), (items > 0).long() * 3
+    silence, features = torch.tensor([1, 2, 3]), torch.zeros(3, N_FEATURES)
+    seq = {0: batch, 1: length}
+    with torch.no_grad():
+        last = model.newest_hidden(EncodedBatch(items, types, gaps, silence, features))
+    programs = (
+        torch.export.export(_Encoder(model), (items, types, gaps),
+                            dynamic_shapes={"items": seq, "types": seq, "gap_buckets": seq}),
+        torch.export.export(_Heads(model), (last, silence, features),
+                            dynamic_shapes={"last": {0: batch}, "silence_buckets": {0: batch},
+                                            "features": {0: batch}}))
+    paths = [Path(directory) / name for name in EXPORTED]
+    for program, path in zip(programs, paths):
+        torch.export.save(program, str(path))
+    return paths
+
+
+class ExportedNetwork:
+    """The exported network (export_network) behind the calls `predict` and
+    SequenceCache make; autocast applies to its ATen ops as to the eager module's."""
+
+    def __init__(self, encoder, heads, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.encoder, self._heads = encoder, heads
+        self.serving_dtype = PRECISIONS[precision]
+
+    @classmethod
+    def load(cls, directory, device: str = "cpu", precision: str = "fp32") -> "ExportedNetwork":
+        from pathlib import Path
+
+        from torch.export.passes import move_to_device_pass
+
+        programs = [torch.export.load(str(Path(directory) / name)) for name in EXPORTED]
+        if device != "cpu":
+            programs = [move_to_device_pass(p, device) for p in programs]
+        return cls(*(p.module() for p in programs), precision=precision)
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def newest_hidden(self, batch: EncodedBatch) -> torch.Tensor:
+        return self.encoder(batch.items, batch.types, batch.gap_buckets)
+
+    def heads(self, last: torch.Tensor, batch: EncodedBatch):
+        return self._heads(last, batch.silence_buckets, batch.features)
+
+    def __call__(self, batch: EncodedBatch):
+        return self.heads(self.newest_hidden(batch), batch)
 
 
 def trim_padding(item_ids: np.ndarray, types: np.ndarray, gaps: np.ndarray):
@@ -140,7 +223,7 @@ def bytes_to_wire(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def predict(model: MemberTransformer, vocab: ItemVocabulary, item_ids: np.ndarray,
+def predict(model: "MemberTransformer | ExportedNetwork", vocab: ItemVocabulary, item_ids: np.ndarray,
             types: np.ndarray, gaps: np.ndarray, silence: np.ndarray, k: int,
             cache: "SequenceCache | None" = None):
     """(churn [B] float32, top item ids [B, k] bytes, top scores [B, k] float32).

@@ -60,16 +60,32 @@ def test_triton_scores_equal_eager_pytorch(triton):
     assert_serves_eager(triton.grpc_url)
 
 
-def test_triton_without_sequence_cache_scores_the_same(tmp_path):
-    """The backend's cache off (what bench/gpu.py serves): every row through the encoder."""
-    from bench.gpu import uncached_copy
+def test_triton_serving_the_gpu_configs_choices_on_the_cpu_scores_the_same(tmp_path):
+    """The GPU config's network (the exported programs) with the sequence cache off (as
+    bench/gpu.py serves it), on the CPU: every row through the exported encoder."""
+    from bench.gpu import configured_copy
 
-    repo = uncached_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt")
-    assert 'key: "sequence_cache_entries" value: { string_value: "0" }' in (
-        repo / "memberstream" / "config.pbtxt").read_text()
+    repo = configured_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt",
+                           network="exported", sequence_cache_entries="0")
+    config = (repo / "memberstream" / "config.pbtxt").read_text()
+    assert config.count('key: "network"') == 1 and 'string_value: "exported"' in config
     server = start_triton(repo, "memberstream", tmp_path / "work", timeout=120)
     with stopping(server.process):
         assert_serves_eager(server.grpc_url)
+
+
+def test_triton_refuses_exported_programs_of_other_weights(tmp_path):
+    from bench.gpu import configured_copy
+
+    repo = configured_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt",
+                           network="exported")
+    version = repo / "memberstream" / "1"
+    state = torch.load(version / "weights.pt", weights_only=True)
+    state["out_norm.bias"] = state["out_norm.bias"] + 1.0  # other weights, same vocabulary
+    torch.save(state, version / "weights.pt")
+    with pytest.raises(LaunchError, match="Triton exited"):
+        start_triton(repo, "memberstream", tmp_path / "work", timeout=60)
+    assert "disagree with weights.pt" in (tmp_path / "work" / "triton.log").read_text()
 
 
 def assert_serves_eager(grpc_url: str) -> None:

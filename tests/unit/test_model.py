@@ -12,7 +12,7 @@ from models.datasets import by_member, online_retail
 from models.encoding import GAP_EDGES, ItemVocabulary, bucketize, encode
 from models.export import export, load_checkpoint, save_checkpoint
 from models.recipes import RETAIL_END, RETAIL_START
-from models.serving import predict
+from models.serving import ExportedNetwork, predict
 from models.datasets import MemberEvent, read_yoochoose
 from models.evaluation import next_item
 from models.evaluation.runs import SESSION_CONFIG
@@ -105,7 +105,8 @@ def test_train_export_and_serve_a_small_model(tmp_path):
     save_checkpoint(trained, tmp_path / "ck.pt", "test")
     out = export(tmp_path / "ck.pt", tmp_path / "repo", "m", 3)
     assert sorted(p.name for p in out.iterdir()) == [
-        "encoding.py", "hparams.json", "model.py", "network.py", "serving.py", "vocab.json", "weights.pt"]
+        "encoder.pt2", "encoding.py", "heads.pt2", "hparams.json", "model.py", "network.py", "serving.py",
+        "vocab.json", "weights.pt"]
     config_text = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
     assert f'string_value: "{trained.vocab.sha256}"' in config_text and "dynamic_batching" in config_text
     gpu_text = (tmp_path / "repo" / "m" / "configs" / "gpu.pbtxt").read_text()
@@ -117,6 +118,8 @@ def test_train_export_and_serve_a_small_model(tmp_path):
     a = predict(trained.model, trained.vocab, **rows, k=5)
     b = predict(reloaded.model, reloaded.vocab, **rows, k=5)
     assert a[1].tolist() == b[1].tolist() and np.allclose(a[0], b[0]) and a[2].shape == (1, 5)
+    exported = predict(ExportedNetwork.load(out), trained.vocab, **rows, k=5)
+    assert exported[1].tolist() == a[1].tolist() and np.allclose(exported[0], a[0], atol=1e-5)
     batch = encode(trained.vocab, rows["item_ids"], rows["types"], rows["gaps"], rows["silence"])
     assert batch.items.shape == (1, 50) and int(batch.types[0, 0]) == 0
 

@@ -101,6 +101,48 @@ def test_bf16_variant_matches_fp32_within_the_stated_tolerance():
     assert np.mean(overlap) >= 8
 
 
+def test_exported_network_is_the_eager_one_at_any_batch_and_length(tmp_path):
+    """The GPU variant's network (torch.export, from 3 rows of 4) against eager PyTorch on
+    every excerpt row, trimmed and full length, with and without the sequence cache; and
+    free of the CPU: moved to the meta device, it runs there."""
+    from torch.export.passes import move_to_device_pass
+
+    from models.serving import EXPORTED, ExportedNetwork, SequenceCache, export_network
+
+    model, vocab, k = shipped()
+    assert [p.name for p in export_network(model, tmp_path)] == list(EXPORTED)
+    exported = ExportedNetwork.load(tmp_path)
+    batch = excerpt_batch(every=1)
+    for rows in (batch, [a[:37] for a in batch], [a[:5, -1:] if a.shape[1] == 50 else a[:5] for a in batch]):
+        eager = predict(model, vocab, *rows, k=k)
+        for got in (predict(exported, vocab, *rows, k=k),
+                    predict(exported, vocab, *rows, k=k, cache=SequenceCache())):
+            np.testing.assert_allclose(got[0], eager[0], atol=1e-5)
+            np.testing.assert_allclose(got[2], eager[2], atol=1e-5)
+            assert (got[1][:, 0] == eager[1][:, 0]).mean() > 0.99
+    meta = move_to_device_pass(torch.export.load(str(tmp_path / EXPORTED[0])), "meta").module()
+    enc = encode(vocab, *batch)
+    out = meta(enc.items.to("meta"), enc.types.to("meta"), enc.gap_buckets.to("meta"))
+    assert out.device.type == "meta" and tuple(out.shape) == (len(batch[0]), 64)
+
+
+def test_shipped_exported_network_is_the_shipped_weights():
+    """triton_repo's encoder.pt2/heads.pt2 (served by configs/gpu.pbtxt) hold weights.pt's
+    network, and under bf16 autocast (which does reach their ATen ops: the figures
+    change) they stay within the bf16 tolerance of the fp32 path."""
+    from models.serving import ExportedNetwork
+
+    model, vocab, k = shipped()
+    batch = excerpt_batch()
+    eager = predict(model, vocab, *batch, k=k)
+    fp32 = predict(ExportedNetwork.load(EXPORT), vocab, *batch, k=k)
+    np.testing.assert_allclose(fp32[0], eager[0], atol=1e-5)
+    np.testing.assert_allclose(fp32[2], eager[2], atol=1e-5)
+    bf16 = predict(ExportedNetwork.load(EXPORT, precision="bf16"), vocab, *batch, k=k)
+    assert 0 < np.abs(bf16[0] - eager[0]).max() <= 0.02
+    assert (bf16[1][:, 0] == eager[1][:, 0]).mean() >= 0.95
+
+
 def test_unknown_precision_is_refused():
     model, _, _ = shipped()
     with pytest.raises(ValueError, match="precision"):

@@ -17,7 +17,8 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from encoding import ItemVocabulary  # noqa: E402
 from network import MemberTransformer  # noqa: E402
-from serving import SequenceCache, bytes_from_wire, bytes_to_wire, predict, prepare  # noqa: E402
+from serving import (ExportedNetwork, SequenceCache, bytes_from_wire, bytes_to_wire,  # noqa: E402
+                     predict, prepare)
 
 # The stub turns BYTES tensors to and from numpy with these two functions of
 # pb_utils; theirs format a struct code per element and took a fifth of this
@@ -37,6 +38,19 @@ def _serialize(tensor):
 
 pb_utils.deserialize_bytes_tensor = bytes_from_wire
 pb_utils.serialize_byte_tensor = _serialize
+
+def _same_network(eager, exported, vocab) -> None:
+    """Refuse exported programs that are not these weights' network (a stale export)."""
+    n, width = 4, 6
+    items = np.array([[i.encode() for i in vocab.items[r:r + width]] for r in range(n)], dtype=object)
+    types = np.tile(np.arange(1, width + 1, dtype=np.int8) % 5 + 1, (n, 1))
+    gaps = np.full((n, width), 600.0, dtype=np.float32)
+    silence = np.full((n, 1), 86400.0, dtype=np.float32)
+    a = predict(eager, vocab, items, types, gaps, silence, k=5)
+    b = predict(exported, vocab, items, types, gaps, silence, k=5)
+    if not (np.allclose(a[0], b[0], atol=0.02) and np.allclose(a[2], b[2], atol=0.02)):
+        raise ValueError("encoder.pt2/heads.pt2 disagree with weights.pt (a stale export?)")
+
 
 INPUTS = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
 
@@ -63,9 +77,18 @@ class TritonPythonModel:
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
             device = f"cuda:{args['model_instance_device_id']}"
+        # "exported": the torch.export programs beside the weights (encoder.pt2,
+        # heads.pt2), checked against them on a few rows before serving.
+        network = params.get("network", "eager")
         try:
             self.model = prepare(self.model, device, params.get("precision", "fp32"))
-        except ValueError as exc:
+            if network == "exported":
+                exported = ExportedNetwork.load(HERE, device, params.get("precision", "fp32"))
+                _same_network(self.model, exported, self.vocab)
+                self.model = exported
+            elif network != "eager":
+                raise ValueError(f"network {network!r}: expected eager or exported")
+        except (ValueError, OSError, RuntimeError) as exc:
             raise pb_utils.TritonModelException(str(exc)) from exc
         self.k = hp["top_k"]
         # "0" turns the cache off (bench/gpu.py, whose requests repeat their rows).

@@ -102,13 +102,14 @@ class MemberTransformer(nn.Module):
         positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
         h = (self.item_emb(batch.items) + self.type_emb(batch.types) + self.gap_emb(batch.gap_buckets)
              + gpt.wpe(positions))
-        n = h.shape[1]
         keys = real[:, None, None, :]  # [B, 1, 1, L]: padding is never attended to
         # Causal over real keys; a padding query also sees itself, so that no row is
         # without keys (some attention kernels return NaN for one). It reaches no real
-        # position: padding keys are masked everywhere.
-        causal = torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
-        full = (causal & keys) | torch.eye(n, dtype=torch.bool, device=h.device)
+        # position: padding keys are masked everywhere. (Built from the input, not from
+        # a size and a device, so that a traced copy stays free of both.)
+        ones = torch.ones_like(real[0])
+        causal = (ones[:, None] & ones[None, :]).tril()
+        full = (causal & keys) | torch.diag_embed(ones)
         last = len(gpt.h) - 1
         for i, block in enumerate(gpt.h):
             h = _gpt2_block(block, h, keys if i == last else full, newest_only=i == last)
@@ -142,8 +143,7 @@ class MemberTransformer(nn.Module):
         return quiet, active
 
     def churn_probability(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
-        window = torch.full((last.shape[0],), self.churn_horizon_days, dtype=last.dtype,
-                            device=last.device)
+        window = torch.full_like(last[:, 0], self.churn_horizon_days)
         return torch.exp(self.log_quiet(self.churn_params(last, batch), window)[0])
 
     def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
