@@ -59,7 +59,7 @@ parameters {{ key: "network" value: {{ string_value: "{network}" }} }}
 # development machine: bytes_from_wire 3.7, encode 1.2, bytes_to_wire 0.4), which alone
 # caps one instance near 50k rows/s, so the GPU config runs four.
 # "network": the eager PyTorch module, or its torch.export programs (encoder.pt2 and
-# heads.pt2: the same arithmetic as ATen graphs, no transformers at serving time; on a
+# heads.pt2: the same arithmetic as ATen graphs, no Python module code per call; on a
 # CPU about as fast, 53 vs 57 ms for 256 full rows on one thread).
 CPU_CONFIG = dict(preferred="64, 256", delay_us=200, kind="KIND_CPU", precision="fp32", instances=1,
                   network="eager")

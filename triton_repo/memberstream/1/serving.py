@@ -64,8 +64,8 @@ EXPORTED = ("encoder.pt2", "heads.pt2")
 def export_network(model: MemberTransformer, directory) -> list:
     """The GPU variant's network as two torch.export programs (encoder.pt2: sequences ->
     newest hidden state; heads.pt2: hidden state -> item logits, churn): ATen graphs
-    with the weights, any batch size (1-4096) and length (1-50), run without
-    transformers or this module. Exported in fp32 on the CPU; `ExportedNetwork.load`
+    with the weights, any batch size (1-4096) and length (1-50), calling no
+    Python module code (the backend still builds the eager network to check them). Exported in fp32 on the CPU; `ExportedNetwork.load`
     moves them to the serving device."""
     from pathlib import Path
 
