@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test unit integration demo model evaluate schemas bench bench-gpu profile clean
+.PHONY: venv test unit integration demo model evaluate schemas bench bench-gpu bench-serving profile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-gpu: $(STAMP)
 # Where the pipeline's time goes (py-spy; bench/PROFILE.md).
 profile: $(STAMP)
 	$(BIN)/python -m bench.profile_pipeline
+
+# The served computation's CPU pieces per 256 rows (encoder variants, id codecs): a table.
+bench-serving: $(STAMP)
+	$(BIN)/python -m bench.serving
 
 schemas: $(STAMP)
 	$(BIN)/memberstream schemas
