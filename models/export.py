@@ -55,12 +55,12 @@ parameters {{ key: "network" value: {{ string_value: "{network}" }} }}
 # config.pbtxt is the CPU default; configs/gpu.pbtxt is chosen on a GPU server with
 # `tritonserver --model-config-name=gpu` (one repository for both, REAL-PARTS.md).
 # On a GPU the arithmetic is the small part: each instance's Python process turns 256
-# full rows of ids to indices and the top ids back on one core (5.3 ms on the 2-core
-# development machine: bytes_from_wire 3.7, encode 1.2, bytes_to_wire 0.4), which alone
-# caps one instance near 50k rows/s, so the GPU config runs four.
+# full rows of ids to indices and the top ids back on one core (3.5-5.3 ms on the 2-core
+# development machine: ids from wire 2.2-3.7, lookup 0.9-1.2, top ids to wire 0.4; make
+# bench-serving), which alone caps one instance near 50-70k rows/s: the GPU config runs four.
 # "network": the eager PyTorch module, or its torch.export programs (encoder.pt2 and
 # heads.pt2: the same arithmetic as ATen graphs, no Python module code per call; on a
-# CPU about as fast, 53 vs 57 ms for 256 full rows on one thread).
+# CPU as fast as eager, make bench-serving).
 CPU_CONFIG = dict(preferred="64, 256", delay_us=200, kind="KIND_CPU", precision="fp32", instances=1,
                   network="eager")
 GPU_CONFIG = dict(preferred="256, 1024", delay_us=500, kind="KIND_GPU", precision="bf16", instances=4,
