@@ -19,3 +19,4 @@ def test_compose_file_validates_and_has_the_stack():
     assert sorted(services) == ["kafka", "replay", "triton", "worker"]
     config = run("config").stdout
     assert "capabilities:\n            - gpu" in config and "KAFKA_PROCESS_ROLES: broker,controller" in config
+    assert "--model-config-name=gpu" in config  # the GPU it reserves serves configs/gpu.pbtxt
