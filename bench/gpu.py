@@ -114,22 +114,25 @@ def configured_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu
 def main() -> int:
     import torch
 
-    from models.serving import ExportedNetwork, prepare
+    from models.serving import ExportedNetwork, export_network, prepare
 
     if not torch.cuda.is_available():
         print("bench.gpu: no CUDA device on this machine", file=sys.stderr)
         return 2
     settings = Settings()
-    model, vocab, hp = load_model(settings)
-    # What configs/gpu.pbtxt serves: the exported programs on the GPU under bf16 autocast.
-    gpu_model = ExportedNetwork.load(settings.triton_repo / settings.triton_model / "1", "cuda", "bf16")
-    cpu_model = prepare(model, "cpu", "fp32")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     work = settings.state_dir / "bench-gpu"
-    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
-               "machine": machine(), "clients": CLIENTS, "command": "python -m bench.gpu", "sizes": []}
     repo = configured_copy(settings.triton_repo, settings.triton_model, work / "repo",
                            sequence_cache_entries="0")
+    # The exported programs again, by the torch at hand: an archive written by a newer
+    # torch (the project pins 2.13) may not load in the GPU machine's older one.
+    export_network(load_model(settings)[0], repo / settings.triton_model / "1")
+    model, vocab, hp = load_model(settings)
+    # What configs/gpu.pbtxt serves: the exported programs on the GPU under bf16 autocast.
+    gpu_model = ExportedNetwork.load(repo / settings.triton_model / "1", "cuda", "bf16")
+    cpu_model = prepare(model, "cpu", "fp32")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
+               "machine": machine(), "clients": CLIENTS, "command": "python -m bench.gpu", "sizes": []}
     try:
         triton = start_triton(repo, settings.triton_model, work, config_name="gpu")
     except LaunchError as exc:
