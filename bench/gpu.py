@@ -3,7 +3,8 @@
     python -m bench.gpu            # or: make bench-gpu
 
 Starts Triton on `configs/gpu.pbtxt` (KIND_GPU, four instances, the exported
-network under bf16 autocast, preferred batches 256 and 1024) and measures, side by side in one run, sequences/s per batch size:
+network under bf16 autocast, preferred batches 256 and 1024) and measures, side
+by side in one run, sequences/s per batch size:
   triton_gpu     the served model, CLIENTS gRPC clients in parallel
   in_process_gpu the same computation (models/serving.predict over the exported
                  network, encoder.pt2 and heads.pt2) on the GPU, bf16
@@ -125,8 +126,8 @@ def main() -> int:
                            sequence_cache_entries="0")
     # The exported programs again, by the torch at hand: an archive written by a newer
     # torch (the project pins 2.13) may not load in the GPU machine's older one.
-    export_network(load_model(settings)[0], repo / settings.triton_model / "1")
     model, vocab, hp = load_model(settings)
+    export_network(model, repo / settings.triton_model / "1")
     # What configs/gpu.pbtxt serves: the exported programs on the GPU under bf16 autocast.
     gpu_model = ExportedNetwork.load(repo / settings.triton_model / "1", "cuda", "bf16")
     cpu_model = prepare(model, "cpu", "fp32")

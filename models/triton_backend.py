@@ -39,6 +39,7 @@ def _serialize(tensor):
 pb_utils.deserialize_bytes_tensor = bytes_from_wire
 pb_utils.serialize_byte_tensor = _serialize
 
+
 def _same_network(eager, exported, vocab) -> None:
     """Refuse exported programs that are not these weights' network (a stale export)."""
     n, width = 4, 6
@@ -79,11 +80,11 @@ class TritonPythonModel:
             device = f"cuda:{args['model_instance_device_id']}"
         # "exported": the torch.export programs beside the weights (encoder.pt2,
         # heads.pt2), checked against them on a few rows before serving.
-        network = params.get("network", "eager")
+        network, precision = params.get("network", "eager"), params.get("precision", "fp32")
         try:
-            self.model = prepare(self.model, device, params.get("precision", "fp32"))
+            self.model = prepare(self.model, device, precision)
             if network == "exported":
-                exported = ExportedNetwork.load(HERE, device, params.get("precision", "fp32"))
+                exported = ExportedNetwork.load(HERE, device, precision)
                 _same_network(self.model, exported, self.vocab)
                 self.model = exported
             elif network != "eager":

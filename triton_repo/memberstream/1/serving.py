@@ -17,6 +17,7 @@ import hashlib
 import re
 import struct
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,12 +32,18 @@ except ImportError:  # pragma: no cover - inside an export
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def prepare(model: MemberTransformer, device: str = "cpu", precision: str = "fp32") -> MemberTransformer:
-    """Move to `device` and record the autocast precision `predict` will use."""
+def _autocast_dtype(precision: str):
+    """The dtype `predict` autocasts to for a precision name (None: fp32, no autocast)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def prepare(model: MemberTransformer, device: str = "cpu", precision: str = "fp32") -> MemberTransformer:
+    """Move to `device` and record the autocast precision `predict` will use."""
+    dtype = _autocast_dtype(precision)
     model = model.to(device).eval()
-    model.serving_dtype = PRECISIONS[precision]
+    model.serving_dtype = dtype
     return model
 
 
@@ -64,11 +71,9 @@ EXPORTED = ("encoder.pt2", "heads.pt2")
 def export_network(model: MemberTransformer, directory) -> list:
     """The GPU variant's network as two torch.export programs (encoder.pt2: sequences ->
     newest hidden state; heads.pt2: hidden state -> item logits, churn): ATen graphs
-    with the weights, any batch size (1-4096) and length (1-50), calling no
-    Python module code (the backend still builds the eager network to check them). Exported in fp32 on the CPU; `ExportedNetwork.load`
-    moves them to the serving device."""
-    from pathlib import Path
-
+    with the weights, any batch size (1-4096) and length (1-50), calling no Python
+    module code (the backend still builds the eager network to check them). Exported
+    in fp32 on the CPU; `ExportedNetwork.load` moves them to the serving device."""
     model = model.cpu().eval()
     batch, length = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("length", min=1, max=50)
     items = torch.tensor([[0, 0, 5, 7], [3, 4, 5, 6], [0, 0, 0, 9]])
@@ -94,15 +99,11 @@ class ExportedNetwork:
     SequenceCache make; autocast applies to its ATen ops as to the eager module's."""
 
     def __init__(self, encoder, heads, precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.serving_dtype = _autocast_dtype(precision)
         self.encoder, self._heads = encoder, heads
-        self.serving_dtype = PRECISIONS[precision]
 
     @classmethod
     def load(cls, directory, device: str = "cpu", precision: str = "fp32") -> "ExportedNetwork":
-        from pathlib import Path
-
         from torch.export.passes import move_to_device_pass
 
         programs = [torch.export.load(str(Path(directory) / name)) for name in EXPORTED]
