@@ -12,7 +12,12 @@ stable, so results stay comparable over time) and a table is printed.
   pipeline_direct_eps      the same with MEMBERSTREAM_FRAMES=false (one Faust message per event)
   processor_alone_eps      the per-event work alone, in this process: no Kafka, no Faust, no
                            model (constant scores): the ceiling of memberstream's own code
+  faust_trivial_2_workers_eps, pipeline_2_workers_eps
+                           the trivial agent and the pipeline as two worker processes sharing
+                           the partitions, started together (Faust's way to use a second core)
   latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
+                           (the offering producer lingers up to 2 ms; that wait counts)
+  latency_stages_ms        the same events' latency split at the frame and the output record
   latency_floor_ms         the same events through two raw aiokafka relays: the Kafka hops alone
   triton                   rows/s and latency per batch size, served vs in-process
   state_bytes_per_member   serialised member state after 50 events
@@ -50,6 +55,12 @@ IN_TOPIC, OUT_TOPIC = "bench.in", "bench.out"
 PARTITIONS = 4
 LATENCY_RATES = (500, 2000, 5000)
 LATENCY_SECONDS = 10.0
+# The offering producer batches for up to 2 ms, as a shop service's producer would (Kafka's
+# and librdkafka's default linger is 5 ms), and the wait counts in the latency (the clock
+# starts before `send`). With 0 it sent a produce request per event: at 2,000 events/s that
+# alone, producer -> consumer with no hop between, measured p50/p99 7.8/86.7 ms, and 4.9/17.6
+# ms with 1 ms (development runs, docs/DESIGN.md section 8).
+OFFER_LINGER_MS = 2
 TRITON_POOL = 60_000  # distinct sequences for the Triton table
 
 
@@ -144,7 +155,7 @@ async def ceiling_eps(bootstrap: str, n: int) -> float:
 
 
 async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
-                       proc=None) -> tuple[float, float]:
+                       procs=()) -> tuple[float, float]:
     """Read `topic` from the beginning until n messages; (first arrival, last arrival)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=20)
@@ -154,8 +165,9 @@ async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
         while got < n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: {got} of {n} messages after {timeout:.0f} s")
-            if proc is not None and proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
+            for proc in procs:
+                if proc.popen.poll() is not None:
+                    raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
             batch = await consumer.getmany(timeout_ms=500, max_records=10000)
             size = sum(len(v) for v in batch.values())
             if size and first is None:
@@ -166,32 +178,45 @@ async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
         await consumer.stop()
 
 
-def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> float:
-    """Forwarded events/s of bench/faust_trivial.py, from its first output to its n-th."""
-    name = "faust-trivial-tuned" if tuned else "faust-trivial"
+def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool, workers: int = 1) -> float:
+    """Forwarded events/s of bench/faust_trivial.py (`workers` processes sharing the
+    partitions, started together), from its first output to its n-th."""
+    name = ("faust-trivial-tuned" if tuned else "faust-trivial") + (f"-{workers}" if workers > 1 else "")
     out_topic = f"bench.{name}-out"
     asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(out_topic,)))
-    env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
-           "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / name),
-           "BENCH_TUNED": "1" if tuned else "0"}
-    proc = spawn(name, [sys.executable, "-m", "bench.faust_trivial", "worker", "-l", "warn"],
-                 work_dir, env=env)
-    with stopping(proc):
-        first, last = asyncio.run(_count_until(broker.bootstrap, out_topic, n, 900, proc))
+    procs = []
+    for i in range(workers):
+        env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
+               "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / f"{name}-{i}"),
+               "BENCH_TUNED": "1" if tuned else "0", "BENCH_APP": name}
+        procs.append(spawn(f"{name}-{i}", [sys.executable, "-m", "bench.faust_trivial", "worker", "-l", "warn"],
+                           work_dir, env=env))
+    with stopping(*procs):
+        first, last = asyncio.run(_count_until(broker.bootstrap, out_topic, n, 900, procs))
     return (n - 1) / (last - first)
 
 
 # ---------------------------------------------------------------- the pipeline
 
-def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
-    """The worker consumes the pre-loaded shop.events from the beginning: events/s from
-    its first processed record until all n are processed AND every member they touched
+def _summed(workers: list[Worker]) -> dict[str, float]:
+    """The workers' /metrics, added up."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for key, value in worker.metrics().items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def pipeline_eps(workers: "Worker | list[Worker]", n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
+    """The workers consume the pre-loaded shop.events from the beginning: events/s from
+    the first processed record until all n are processed AND every member they touched
     is scored, published and written to the changelog. `on_first` is called when the
     first record is seen processed."""
+    workers = workers if isinstance(workers, list) else [workers]
     first = None
     deadline = time.monotonic() + 900
     while True:
-        m = worker.metrics()
+        m = _summed(workers)
         done = records_taken(m)
         now = time.monotonic()
         if done and first is None:
@@ -213,6 +238,31 @@ def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] 
             "alerts": int(m["memberstream_alerts_total"]),
             "segment_changes": int(m["memberstream_segment_changes_total"]),
             "recommendation_updates": int(m["memberstream_recommendation_updates_total"])}
+
+
+def start_workers(env: Callable[[int], dict[str, str]], count: int, work: Path, name: str) -> list[Worker]:
+    """`count` workers started at once (so that they join their groups together), each
+    configured by env(i); every one started is stopped again if another fails."""
+    started: list = [None] * count
+    errors: list[BaseException] = []
+
+    def start(i: int) -> None:
+        try:
+            started[i] = start_worker(env(i), work, name=f"{name}-{i}")
+        except BaseException as exc:  # reported below, after every thread ended
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for worker in started:
+            if worker is not None:
+                worker.process.stop()
+        raise errors[0]
+    return started
 
 
 class _ConstantScores:
@@ -298,8 +348,9 @@ def log_end_ms(lines: list[bytes]) -> int:
 
 
 async def _offer(bootstrap: str, events, rate: int, topic: str) -> dict[str, float]:
-    """Produce at a fixed rate; the produce time of each event id (monotonic clock)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+    """Produce at a fixed rate; the produce time of each event id (wall clock, as the
+    record timestamps that `latency_stages` compares it with)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=OFFER_LINGER_MS, acks="all")
     await producer.start()
     sent: dict[str, float] = {}
     try:
@@ -309,7 +360,7 @@ async def _offer(bootstrap: str, events, rate: int, topic: str) -> dict[str, flo
             now = time.monotonic()
             if due > now:
                 await asyncio.sleep(due - now)
-            sent[event_id] = time.monotonic()
+            sent[event_id] = time.time()
             await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
@@ -330,7 +381,7 @@ def _collect(bootstrap: str, topic: str, id_field: str, arrivals: dict[str, floa
             ready.set()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=50)
-                now = time.monotonic()
+                now = time.time()
                 for msgs in batch.values():
                     for m in msgs:
                         arrivals.setdefault(orjson.loads(m.value)[id_field], now)
@@ -347,11 +398,14 @@ def _percentiles(sent: dict[str, float], arrivals: dict[str, float], events: int
 
 def _latencies(bootstrap: str, lines: list[bytes], into: str, collect: str, id_field: str,
                settler: Callable[[int, int], Callable[[dict, dict], None]],
-               say: Callable[[str], None]) -> dict:
+               say: Callable[[str], None],
+               stages: Optional[Callable[[dict, dict], dict]] = None) -> tuple[dict, dict]:
     """Per offered rate: produce the rate's events into `into` while a consumer of
     `collect` notes when each event id (in `id_field`) arrives; `settler(rate, n)`,
-    called before producing, returns what waits until the arrivals are in."""
-    out = {}
+    called before producing, returns what waits until the arrivals are in. With
+    `stages`, also `stages(sent, arrivals)` per rate, after the rate's run.
+    (percentiles by rate, stages by rate)."""
+    out, split = {}, {}
     start_ms = log_end_ms(lines) + 1000
     for rate in LATENCY_RATES:
         events = latency_events(lines, rate, int(rate * LATENCY_SECONDS), start_ms)
@@ -370,7 +424,67 @@ def _latencies(bootstrap: str, lines: list[bytes], into: str, collect: str, id_f
             collector.join(30)
         r = out[str(rate)] = _percentiles(sent, arrivals, len(events))
         say(f"  {rate} events/s: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms over {r['updates_measured']} events")
-    return out
+        if stages is not None:
+            split[str(rate)] = stages(sent, arrivals)
+            say("    " + ", ".join(f"{k} p50 {v['p50']:.1f} ms" for k, v in split[str(rate)].items()))
+    return out, split
+
+
+def _record_times(bootstrap: str, topic: str, ids_of: Callable[[bytes], list[str]],
+                  wanted: set[str], timeout: float = 60.0) -> dict[str, float]:
+    """Read `topic` from the beginning until every id in `wanted` is seen: the record
+    timestamp (seconds, wall clock: when the writer's producer took the record) of each
+    id's first record; `ids_of(value)` gives a record's ids."""
+    async def main() -> dict[str, float]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=20,
+                                    max_partition_fetch_bytes=4 << 20)
+        await consumer.start()
+        found: dict[str, float] = {}
+        try:
+            deadline = time.monotonic() + timeout
+            while not wanted <= found.keys():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}: {len(wanted - found.keys())} of {len(wanted)} ids "
+                                       f"not found after {timeout:.0f} s")
+                for msgs in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                    for m in msgs:
+                        for event_id in ids_of(m.value):
+                            if event_id in wanted:
+                                found.setdefault(event_id, m.timestamp / 1000)
+        finally:
+            await consumer.stop()
+        return found
+    return asyncio.run(main())
+
+
+def latency_stages(bootstrap: str, frames_topic: str, sent: dict[str, float],
+                   arrivals: dict[str, float]) -> dict:
+    """Where the pipeline's latency goes, by the record timestamps along the way, for the
+    events whose recommendation update arrived (ms percentiles):
+      offer_to_frame      produced -> the batcher sends the frame holding it (hop 1, framing)
+      frame_to_output     -> the worker sends the update (hop 2, the agent, scoring)
+      output_to_arrival   -> the update reaches the consumer (hop 3)
+    Record timestamps have millisecond resolution."""
+    from stream import framing
+
+    measured = set(sent) & set(arrivals)
+
+    def framed_ids(value: bytes) -> list[str]:
+        return [orjson.loads(v)["event_id"] for _, _, v in framing.unpack(value)[1]]
+
+    framed = _record_times(bootstrap, frames_topic, framed_ids, measured)
+    output = _record_times(bootstrap, topics.RECOMMENDATIONS, lambda v: [orjson.loads(v)["based_on"]],
+                           measured)
+
+    def pct(values: list[float]) -> dict:
+        ms = 1000 * np.array(values)
+        return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                "p99": float(np.percentile(ms, 99))}
+
+    return {"offer_to_frame": pct([framed[e] - sent[e] for e in measured]),
+            "frame_to_output": pct([output[e] - framed[e] for e in measured]),
+            "output_to_arrival": pct([arrivals[e] - output[e] for e in measured])}
 
 
 def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int, work: Path,
@@ -392,12 +506,14 @@ def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int,
     with stopping(*relays):
         for relay in relays:
             wait_until(lambda: b"ready" in relay.log_path.read_bytes(), 60, relay.name, relay)
-        return _latencies(broker.bootstrap, lines, names[0], names[2], "event_id", settler, say)
+        return _latencies(broker.bootstrap, lines, names[0], names[2], "event_id", settler, say)[0]
 
 
-def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None]) -> dict:
+def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None],
+               frames_topic: str) -> tuple[dict, dict]:
     """Event-to-recommendation-update latency at fixed offered rates, produce time to
-    arrival at a consumer, over every event whose update arrived."""
+    arrival at a consumer, over every event whose update arrived; and its stages
+    (`latency_stages`, the worker's frames in `frames_topic`)."""
     def settler(rate: int, n: int) -> Callable[[dict, dict], None]:
         before = worker.processed()
 
@@ -408,7 +524,8 @@ def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable
         return settle
 
     return _latencies(broker.bootstrap, lines, topics.SHOP_EVENTS, topics.RECOMMENDATIONS, "based_on",
-                      settler, say)
+                      settler, say, lambda sent, arrivals: latency_stages(broker.bootstrap, frames_topic,
+                                                                          sent, arrivals))
 
 
 # ---------------------------------------------------------------- Triton
@@ -610,27 +727,35 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say("trivial Faust agent (memberstream's poll settings, 5 ms producer linger) ...")
         results["faust_trivial_tuned_eps"] = faust_trivial_eps(broker, n, work, tuned=True)
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
+        say("trivial Faust agent (defaults), two workers ...")
+        results["faust_trivial_2_workers_eps"] = faust_trivial_eps(broker, n, work, tuned=False, workers=2)
+        say(f"  {results['faust_trivial_2_workers_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            def pipeline(key: str, name: str, then=None, **env: str) -> None:
-                """One worker over the whole log: results[key] and results[key without _eps];
-                then(worker), if given, while it still runs."""
-                worker = start_worker(worker_env(broker, triton, state_dir=str(work / f"state-{name}"), **env),
-                                      work, name=f"bench-worker-{name}")
-                with stopping(worker.process):
-                    pipe = pipeline_eps(worker, n)
+            def pipeline(key: str, name: str, then=None, workers: int = 1, **env: str) -> None:
+                """`workers` workers over the whole log: results[key] and results[key without
+                _eps]; then(the first worker), if given, while they still run."""
+                started = start_workers(lambda i: worker_env(broker, triton, **env,
+                                                             state_dir=str(work / f"state-{name}-{i}")),
+                                        workers, work, f"bench-worker-{name}")
+                with stopping(*(w.process for w in started)):
+                    pipe = pipeline_eps(started, n)
                     results[key], results[key.removesuffix("_eps")] = pipe.pop("eps"), pipe
                     say(f"  {results[key]:,.0f} events/s; {pipe}")
                     if then is not None:
-                        then(worker)
+                        then(started[0])
 
             def latency(worker: Worker) -> None:
                 say("latency at fixed offered rates (the default pipeline) ...")
-                results["latency_ms"] = latency_ms(broker, worker, lines, say)
+                results["latency_ms"], results["latency_stages_ms"] = latency_ms(
+                    broker, worker, lines, say, topics.frames_topic(settings.app_id))
 
             # The direct path first, under its own application id (consumer groups, changelog).
             say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
             pipeline("pipeline_direct_eps", "direct", frames="false", app_id="bench-direct")
+            # Two workers sharing the partitions, as Faust scales out (one process per core).
+            say("memberstream pipeline, two workers ...")
+            pipeline("pipeline_2_workers_eps", "two", workers=2, app_id="bench-two")
             say("memberstream pipeline, the default (batcher + frames) ...")
             pipeline("pipeline_eps", "default", then=latency)
             say("Triton per batch size ...")
@@ -663,10 +788,14 @@ def report(r: dict) -> str:
                        ("faust_trivial_tuned_eps", "trivial Faust agent (tuned)"),
                        ("pipeline_direct_eps", "memberstream pipeline (no frames, 1 worker)"),
                        ("pipeline_eps", "memberstream pipeline (default, 1 worker)"),
-                       ("processor_alone_eps", "processor alone (1 core, no I/O, no model)")):
+                       ("processor_alone_eps", "processor alone (1 core, no I/O, no model)"),
+                       ("faust_trivial_2_workers_eps", "trivial Faust agent (defaults), 2 workers"),
+                       ("pipeline_2_workers_eps", "memberstream pipeline (default, 2 workers)")):
         v = r[key]
         lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
                      f"{v / r['faust_trivial_eps']:>9.1f}x")
+    lines.append(f"two workers each: the pipeline {r['pipeline_2_workers_eps'] / r['faust_trivial_2_workers_eps']:.1f}x "
+                 f"the trivial Faust agent (the ceiling is one process)")
     p = r["pipeline"]
     lines += ["", f"pipeline: {p['events']:,} valid events, {p['dead_lettered']:,} dead-lettered, "
               f"{p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
@@ -685,6 +814,11 @@ def report(r: dict) -> str:
         tail = f"{f['p50']:>11.1f}{f['p95']:>8.1f}{f['p99']:>8.1f}" if f else ""
         lines.append(f"{rate:>17}{v['p50']:>8.1f}{v['p95']:>8.1f}{v['p99']:>8.1f}"
                      f"{v['updates_measured']:>11,} of {v['events']:,}{tail}")
+    lines += ["", "latency by stage (ms, p50 / p99), from the records' timestamps: produced -> frame sent",
+              "by the batcher -> update sent by the worker -> update consumed",
+              f"{'offered events/s':>17}{'to frame':>16}{'to output':>16}{'to arrival':>16}"]
+    for rate, st in r.get("latency_stages_ms", {}).items():
+        lines.append(f"{rate:>17}" + "".join(f"{v['p50']:>8.1f} /{v['p99']:>6.1f}" for v in st.values()))
     lines += ["", "model: Triton (gRPC, one request at a time) vs the same computation in-process",
               f"{'batch':>6}{'Triton rows/s':>15}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'in-process rows/s':>19}{'p50 ms':>9}{'served/in-proc':>16}"]
