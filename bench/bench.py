@@ -12,9 +12,6 @@ stable, so results stay comparable over time) and a table is printed.
   pipeline_direct_eps      the same with MEMBERSTREAM_FRAMES=false (one Faust message per event)
   processor_alone_eps      the per-event work alone, in this process: no Kafka, no Faust, no
                            model (constant scores): the ceiling of memberstream's own code
-  faust_trivial_2_workers_eps, pipeline_2_workers_eps
-                           the trivial agent and the pipeline as two worker processes sharing
-                           the partitions, started together (Faust's way to use a second core)
   latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
                            (the offering producer lingers up to 2 ms; that wait counts)
   latency_stages_ms        the same events' latency split at the frame and the output record
@@ -155,7 +152,7 @@ async def ceiling_eps(bootstrap: str, n: int) -> float:
 
 
 async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
-                       procs=()) -> tuple[float, float]:
+                       proc=None) -> tuple[float, float]:
     """Read `topic` from the beginning until n messages; (first arrival, last arrival)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=20)
@@ -165,9 +162,8 @@ async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
         while got < n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: {got} of {n} messages after {timeout:.0f} s")
-            for proc in procs:
-                if proc.popen.poll() is not None:
-                    raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
+            if proc is not None and proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
             batch = await consumer.getmany(timeout_ms=500, max_records=10000)
             size = sum(len(v) for v in batch.values())
             if size and first is None:
@@ -178,45 +174,32 @@ async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
         await consumer.stop()
 
 
-def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool, workers: int = 1) -> float:
-    """Forwarded events/s of bench/faust_trivial.py (`workers` processes sharing the
-    partitions, started together), from its first output to its n-th."""
-    name = ("faust-trivial-tuned" if tuned else "faust-trivial") + (f"-{workers}" if workers > 1 else "")
+def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> float:
+    """Forwarded events/s of bench/faust_trivial.py, from its first output to its n-th."""
+    name = "faust-trivial-tuned" if tuned else "faust-trivial"
     out_topic = f"bench.{name}-out"
     asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(out_topic,)))
-    procs = []
-    for i in range(workers):
-        env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
-               "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / f"{name}-{i}"),
-               "BENCH_TUNED": "1" if tuned else "0", "BENCH_APP": name}
-        procs.append(spawn(f"{name}-{i}", [sys.executable, "-m", "bench.faust_trivial", "worker", "-l", "warn"],
-                           work_dir, env=env))
-    with stopping(*procs):
-        first, last = asyncio.run(_count_until(broker.bootstrap, out_topic, n, 900, procs))
+    env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
+           "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / name),
+           "BENCH_TUNED": "1" if tuned else "0"}
+    proc = spawn(name, [sys.executable, "-m", "bench.faust_trivial", "worker", "-l", "warn"],
+                 work_dir, env=env)
+    with stopping(proc):
+        first, last = asyncio.run(_count_until(broker.bootstrap, out_topic, n, 900, proc))
     return (n - 1) / (last - first)
 
 
 # ---------------------------------------------------------------- the pipeline
 
-def _summed(workers: list[Worker]) -> dict[str, float]:
-    """The workers' /metrics, added up."""
-    total: dict[str, float] = {}
-    for worker in workers:
-        for key, value in worker.metrics().items():
-            total[key] = total.get(key, 0) + value
-    return total
-
-
-def pipeline_eps(workers: "Worker | list[Worker]", n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
-    """The workers consume the pre-loaded shop.events from the beginning: events/s from
-    the first processed record until all n are processed AND every member they touched
+def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
+    """The worker consumes the pre-loaded shop.events from the beginning: events/s from
+    its first processed record until all n are processed AND every member they touched
     is scored, published and written to the changelog. `on_first` is called when the
     first record is seen processed."""
-    workers = workers if isinstance(workers, list) else [workers]
     first = None
     deadline = time.monotonic() + 900
     while True:
-        m = _summed(workers)
+        m = worker.metrics()
         done = records_taken(m)
         now = time.monotonic()
         if done and first is None:
@@ -238,31 +221,6 @@ def pipeline_eps(workers: "Worker | list[Worker]", n: int, on_first: Optional[Ca
             "alerts": int(m["memberstream_alerts_total"]),
             "segment_changes": int(m["memberstream_segment_changes_total"]),
             "recommendation_updates": int(m["memberstream_recommendation_updates_total"])}
-
-
-def start_workers(env: Callable[[int], dict[str, str]], count: int, work: Path, name: str) -> list[Worker]:
-    """`count` workers started at once (so that they join their groups together), each
-    configured by env(i); every one started is stopped again if another fails."""
-    started: list = [None] * count
-    errors: list[BaseException] = []
-
-    def start(i: int) -> None:
-        try:
-            started[i] = start_worker(env(i), work, name=f"{name}-{i}")
-        except BaseException as exc:  # reported below, after every thread ended
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        for worker in started:
-            if worker is not None:
-                worker.process.stop()
-        raise errors[0]
-    return started
 
 
 class _ConstantScores:
@@ -727,23 +685,19 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
         say("trivial Faust agent (memberstream's poll settings, 5 ms producer linger) ...")
         results["faust_trivial_tuned_eps"] = faust_trivial_eps(broker, n, work, tuned=True)
         say(f"  {results['faust_trivial_tuned_eps']:,.0f} events/s")
-        say("trivial Faust agent (defaults), two workers ...")
-        results["faust_trivial_2_workers_eps"] = faust_trivial_eps(broker, n, work, tuned=False, workers=2)
-        say(f"  {results['faust_trivial_2_workers_eps']:,.0f} events/s")
         triton = start_triton(settings.triton_repo, settings.triton_model, work)
         with stopping(triton.process):
-            def pipeline(key: str, name: str, then=None, workers: int = 1, **env: str) -> None:
-                """`workers` workers over the whole log: results[key] and results[key without
-                _eps]; then(the first worker), if given, while they still run."""
-                started = start_workers(lambda i: worker_env(broker, triton, **env,
-                                                             state_dir=str(work / f"state-{name}-{i}")),
-                                        workers, work, f"bench-worker-{name}")
-                with stopping(*(w.process for w in started)):
-                    pipe = pipeline_eps(started, n)
+            def pipeline(key: str, name: str, then=None, **env: str) -> None:
+                """One worker over the whole log: results[key] and results[key without _eps];
+                then(worker), if given, while it still runs."""
+                worker = start_worker(worker_env(broker, triton, state_dir=str(work / f"state-{name}"), **env),
+                                      work, name=f"bench-worker-{name}")
+                with stopping(worker.process):
+                    pipe = pipeline_eps(worker, n)
                     results[key], results[key.removesuffix("_eps")] = pipe.pop("eps"), pipe
                     say(f"  {results[key]:,.0f} events/s; {pipe}")
                     if then is not None:
-                        then(started[0])
+                        then(worker)
 
             def latency(worker: Worker) -> None:
                 say("latency at fixed offered rates (the default pipeline) ...")
@@ -753,9 +707,6 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
             # The direct path first, under its own application id (consumer groups, changelog).
             say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
             pipeline("pipeline_direct_eps", "direct", frames="false", app_id="bench-direct")
-            # Two workers sharing the partitions, as Faust scales out (one process per core).
-            say("memberstream pipeline, two workers ...")
-            pipeline("pipeline_2_workers_eps", "two", workers=2, app_id="bench-two")
             say("memberstream pipeline, the default (batcher + frames) ...")
             pipeline("pipeline_eps", "default", then=latency)
             say("Triton per batch size ...")
@@ -788,14 +739,10 @@ def report(r: dict) -> str:
                        ("faust_trivial_tuned_eps", "trivial Faust agent (tuned)"),
                        ("pipeline_direct_eps", "memberstream pipeline (no frames, 1 worker)"),
                        ("pipeline_eps", "memberstream pipeline (default, 1 worker)"),
-                       ("processor_alone_eps", "processor alone (1 core, no I/O, no model)"),
-                       ("faust_trivial_2_workers_eps", "trivial Faust agent (defaults), 2 workers"),
-                       ("pipeline_2_workers_eps", "memberstream pipeline (default, 2 workers)")):
+                       ("processor_alone_eps", "processor alone (1 core, no I/O, no model)")):
         v = r[key]
         lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
                      f"{v / r['faust_trivial_eps']:>9.1f}x")
-    lines.append(f"two workers each: the pipeline {r['pipeline_2_workers_eps'] / r['faust_trivial_2_workers_eps']:.1f}x "
-                 f"the trivial Faust agent (the ceiling is one process)")
     p = r["pipeline"]
     lines += ["", f"pipeline: {p['events']:,} valid events, {p['dead_lettered']:,} dead-lettered, "
               f"{p['scored_rows']:,} rows scored in {p['triton_requests']:,} "

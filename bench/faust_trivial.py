@@ -6,8 +6,7 @@ BENCH_TUNED=1: also the producer and poll settings memberstream's app uses
 (stream/app.py), to show how much of the gap tuning alone closes.
 Run by `memberstream bench`: `python -m bench.faust_trivial worker -l warn`.
 Environment: BENCH_BROKER (kafka://host:port), BENCH_IN, BENCH_OUT,
-BENCH_WEB_PORT, BENCH_DATADIR, BENCH_APP (the variant's name: its consumer
-group; the processes of one variant share it and its partitions).
+BENCH_WEB_PORT, BENCH_DATADIR.
 """
 import os
 
@@ -23,8 +22,7 @@ TUNED = dict(broker_max_poll_records=5000, stream_buffer_maxsize=20000, producer
 tuned = os.environ.get("BENCH_TUNED") == "1"
 app = faust.App(
     # Its own consumer group per variant: each must read the input from the start.
-    "bench-" + os.environ.get("BENCH_APP", "faust-trivial-tuned" if tuned else "faust-trivial"),
-    broker=os.environ["BENCH_BROKER"],
+    "bench-faust-trivial-tuned" if tuned else "bench-faust-trivial", broker=os.environ["BENCH_BROKER"],
     store="memory://",
     autodiscover=False, topic_partitions=4, topic_replication_factor=1,
     web_port=int(os.environ.get("BENCH_WEB_PORT", "6066")), web_host="127.0.0.1",
