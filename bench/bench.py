@@ -348,10 +348,16 @@ def _collect(bootstrap: str, topic: str, id_field: str, arrivals: dict[str, floa
     asyncio.run(main())
 
 
+def _ms_percentiles(seconds: list[float]) -> dict:
+    """p50, p95 and p99 of durations given in seconds, in ms."""
+    ms = 1000 * np.array(seconds)
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99))}
+
+
 def _percentiles(sent: dict[str, float], arrivals: dict[str, float], events: int) -> dict:
-    lat = np.array([1000 * (arrivals[e] - t) for e, t in sent.items() if e in arrivals])
-    return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-            "p99": float(np.percentile(lat, 99)), "events": events, "updates_measured": int(len(lat))}
+    lat = [arrivals[e] - t for e, t in sent.items() if e in arrivals]
+    return {**_ms_percentiles(lat), "events": events, "updates_measured": len(lat)}
 
 
 def _latencies(bootstrap: str, lines: list[bytes], into: str, collect: str, id_field: str,
@@ -434,15 +440,9 @@ def latency_stages(bootstrap: str, frames_topic: str, sent: dict[str, float],
     framed = _record_times(bootstrap, frames_topic, framed_ids, measured)
     output = _record_times(bootstrap, topics.RECOMMENDATIONS, lambda v: [orjson.loads(v)["based_on"]],
                            measured)
-
-    def pct(values: list[float]) -> dict:
-        ms = 1000 * np.array(values)
-        return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-                "p99": float(np.percentile(ms, 99))}
-
-    return {"offer_to_frame": pct([framed[e] - sent[e] for e in measured]),
-            "frame_to_output": pct([output[e] - framed[e] for e in measured]),
-            "output_to_arrival": pct([arrivals[e] - output[e] for e in measured])}
+    return {"offer_to_frame": _ms_percentiles([framed[e] - sent[e] for e in measured]),
+            "frame_to_output": _ms_percentiles([output[e] - framed[e] for e in measured]),
+            "output_to_arrival": _ms_percentiles([arrivals[e] - output[e] for e in measured])}
 
 
 def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int, work: Path,
