@@ -203,7 +203,7 @@ def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] 
         done = records_taken(m)
         now = time.monotonic()
         if done and first is None:
-            first = (now, done)
+            first, at_first = (now, done), m
             if on_first is not None:
                 on_first()
         if (done >= n and m.get("memberstream_scoring_backlog", 0) == 0
@@ -220,7 +220,13 @@ def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] 
             "triton_requests": int(m["memberstream_triton_requests_total"]),
             "alerts": int(m["memberstream_alerts_total"]),
             "segment_changes": int(m["memberstream_segment_changes_total"]),
-            "recommendation_updates": int(m["memberstream_recommendation_updates_total"])}
+            "recommendation_updates": int(m["memberstream_recommendation_updates_total"]),
+            "checkpoint_rows": int(m.get("memberstream_checkpoint_rows_total", 0)),
+            "checkpoints_known": int(m.get("memberstream_checkpoints_known_total", 0)),
+            # Seconds the agent waited over the measured span, by reason (stream/ingest_agent.py).
+            "agent_wait_s": {k[k.index('"') + 1:-2]: round(v - at_first.get(k, 0.0), 3) for k, v in m.items()
+                             if k.startswith("memberstream_agent_wait_seconds_sum{")},
+            "seconds": round(now - t0, 3)}
 
 
 class _ConstantScores:
@@ -228,12 +234,15 @@ class _ConstantScores:
     the figure is memberstream's per-event work and nothing else."""
     model_version = "bench@constant"
 
+    def __init__(self, checkpoints: int):
+        self.checkpoints = checkpoints  # churn at every checkpoint too, as the served model
+
     async def score(self, rows):
         from stream.scorer import Scores
 
         n = len(rows)
         return Scores(np.full(n, 0.3, np.float32), [[f"item{i}" for i in range(10)]] * n,
-                      np.full((n, 10), 0.1, np.float32))
+                      np.full((n, 10), 0.1, np.float32), np.full((n, self.checkpoints), 0.3, np.float32))
 
 
 def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
@@ -257,7 +266,7 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
         p = partitioner(key or None, all_partitions, all_partitions)  # as the replay's producer
         records.append(Record(p, partitions.setdefault(p, 0), key or None, line))
         partitions[p] += 1
-    proc = MemberProcessor(settings, {}, _ConstantScores())
+    proc = MemberProcessor(settings, {}, _ConstantScores(len(settings.inactivity_checkpoints_days)))
 
     async def run() -> None:
         for i in range(0, len(records), settings.batch_max_events):
@@ -750,7 +759,11 @@ def report(r: dict) -> str:
               f"{p['recommendation_updates']:,} recommendation updates",
               f"in {p['frames']:,} frames; without frames: "
               f"{r['pipeline_direct']['scored_rows']:,} rows scored, "
-              f"{r['pipeline_direct']['alerts']:,} alerts (the same decisions)", "",
+              f"{r['pipeline_direct']['alerts']:,} alerts (the same decisions)",
+              f"checkpoints: {p.get('checkpoint_rows', 0):,} scored by request, "
+              f"{p.get('checkpoints_known', 0):,} decided from the member's last scoring",
+              f"the agent waited, of {p.get('seconds', 0):.2f} s: " + ", ".join(
+                  f"{reason} {v:.2f} s" for reason, v in p.get("agent_wait_s", {}).items()), "",
               "latency, event produced -> recommendation update consumed (ms); floor: the same",
               "events through two raw aiokafka relays (the pipeline's two Kafka hops), same run",
               f"{'offered events/s':>17}{'p50':>8}{'p95':>8}{'p99':>8}{'updates measured':>18}"

@@ -34,12 +34,14 @@ input [
   {{ name: "ITEM_IDS" data_type: TYPE_STRING dims: [ {L} ] }},   # raw item ids, newest last, "" = pad
   {{ name: "EVENT_TYPES" data_type: TYPE_INT8 dims: [ {L} ] }},  # 1 view, 2 click, 3 add_to_cart, 4 remove_from_cart, 5 purchase, 0 pad
   {{ name: "GAPS" data_type: TYPE_FP32 dims: [ {L} ] }},         # seconds since the previous event
-  {{ name: "SILENCE" data_type: TYPE_FP32 dims: [ 1 ] }}         # seconds since the newest event at scoring time
+  {{ name: "SILENCE" data_type: TYPE_FP32 dims: [ 1 ] }},        # seconds since the newest event at scoring time
+  {{ name: "CHECKPOINT_SILENCE" data_type: TYPE_FP32 dims: [ -1 ] optional: true }}  # more silences (s) to score churn at
 ]
 output [
   {{ name: "CHURN_PROBABILITY" data_type: TYPE_FP32 dims: [ 1 ] }},
   {{ name: "TOP_ITEMS" data_type: TYPE_STRING dims: [ {K} ] }},
-  {{ name: "TOP_SCORES" data_type: TYPE_FP32 dims: [ {K} ] }}
+  {{ name: "TOP_SCORES" data_type: TYPE_FP32 dims: [ {K} ] }},
+  {{ name: "CHURN_AT_CHECKPOINTS" data_type: TYPE_FP32 dims: [ -1 ] }}  # churn at CHECKPOINT_SILENCE (asked with it)
 ]
 dynamic_batching {{
   preferred_batch_size: [ {preferred} ]

@@ -54,6 +54,9 @@ def _same_network(eager, exported, vocab) -> None:
 
 
 INPUTS = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
+# Optional: silences [N, C] to score each row's churn at as well, answered in
+# CHURN_AT_CHECKPOINTS [N, C] (the inactivity checkpoints of the member scored now).
+AT_INPUT, AT_OUTPUT = "CHECKPOINT_SILENCE", "CHURN_AT_CHECKPOINTS"
 
 
 class TritonPythonModel:
@@ -102,14 +105,31 @@ class TritonPythonModel:
                   for r in requests]
         sizes = [a[0].shape[0] for a in arrays]
         merged = [np.concatenate([a[i] for a in arrays]) for i in range(len(INPUTS))]
-        churn, items, scores = predict(self.model, self.vocab, *merged, k=self.k, cache=self.cache)
+        at = [pb_utils.get_input_tensor_by_name(r, AT_INPUT) for r in requests]
+        at = [None if t is None else t.as_numpy() for t in at]
+        widths = [0 if a is None else a.shape[1] for a in at]
+        later = None
+        if any(a is not None for a in at):
+            # Rows of requests without it (or narrower) get NaN silences, answered to no one.
+            width = max(widths)
+            silences = np.full((sum(sizes), width), np.nan, np.float32)
+            start = 0
+            for n, a in zip(sizes, at):
+                if a is not None:
+                    silences[start:start + n, :a.shape[1]] = a
+                start += n
+            churn, items, scores, later = predict(self.model, self.vocab, *merged, k=self.k,
+                                                  cache=self.cache, at_silences=silences)
+        else:
+            churn, items, scores = predict(self.model, self.vocab, *merged, k=self.k, cache=self.cache)
         responses, start = [], 0
-        for n in sizes:
+        for n, a, width in zip(sizes, at, widths):
             end = start + n
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("CHURN_PROBABILITY", churn[start:end].reshape(-1, 1)),
-                pb_utils.Tensor("TOP_ITEMS", items[start:end]),
-                pb_utils.Tensor("TOP_SCORES", scores[start:end]),
-            ]))
+            outputs = [pb_utils.Tensor("CHURN_PROBABILITY", churn[start:end].reshape(-1, 1)),
+                       pb_utils.Tensor("TOP_ITEMS", items[start:end]),
+                       pb_utils.Tensor("TOP_SCORES", scores[start:end])]
+            if a is not None:
+                outputs.append(pb_utils.Tensor(AT_OUTPUT, np.ascontiguousarray(later[start:end, :width])))
+            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             start = end
         return responses

@@ -47,7 +47,7 @@ else:
     source = app.topic(topics.SHOP_EVENTS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 scorer = TritonScorer(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
-                      settings.triton_max_rows)
+                      settings.triton_max_rows, sorted(settings.inactivity_checkpoints_days))
 processor = MemberProcessor(settings, members.data, scorer)
 sender = BatchSender(settings.bootstrap_servers, settings.producer_linger_s)
 batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(settings.app_id),
@@ -79,6 +79,20 @@ _scorer_started = asyncio.Event()
 # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
 BATCH = settings.batch_max_frames if settings.frames else settings.batch_max_events
 BATCH_WITHIN_S = settings.frame_batch_within_s if settings.frames else settings.batch_within_s
+# Seconds the agent waited instead of preparing batches, by what it waited for
+# (Prometheus summaries: sum, count): its next input batch from Faust, the
+# `applying` lock (held by a changelog flush or a fill), a free slot among the
+# batches in flight, and output deliveries it published inline.
+agent_waits: dict[str, list[float]] = {reason: [0.0, 0] for reason in
+                                       ("input", "lock", "in_flight", "publish")}
+
+
+def _waited(reason: str, since: float) -> float:
+    now = time.monotonic()
+    wait = agent_waits[reason]
+    wait[0] += now - since
+    wait[1] += 1
+    return now
 
 
 def _records(messages) -> list[Record]:
@@ -148,10 +162,13 @@ class Decisions:
         if self.last is not None and self.last.done():
             self.last.result()  # a failed decision fails the agent
             self.last = None
+        t = time.monotonic()
         if self.last is None and not prepared.rows:
             await self._publish(prepared, None, inputs)
+            _waited("publish", t)
             return
         await self.slots.acquire()
+        _waited("in_flight", t)
         self.waiting += 1
         scoring = asyncio.ensure_future(processor.score_checkpoints(prepared))
         self.last = asyncio.create_task(self._decide_after(self.last, prepared, scoring, inputs))
@@ -276,10 +293,13 @@ async def ingest(stream):
     await scorer.start()
     await sender.start()
     _scorer_started.set()
+    t = time.monotonic()
     async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        agent_moved_at = time.monotonic()
+        agent_moved_at = t = _waited("input", t)
         async with applying:
+            _waited("lock", t)
             await apply([e.message for e in events])
+        t = time.monotonic()
 
 
 async def _score_forever() -> None:

@@ -71,6 +71,10 @@ class MemberState:
     recommendations: list[tuple[str, float]] = field(default_factory=list)
     recommendations_fallback: bool = False
     pending_score: bool = False  # touched since last scored (re-scored after a restart)
+    # In memory only (not in the changelog): churn probability at each inactivity
+    # checkpoint, scored with the sequence as it was after event number `[0]`; valid
+    # while `n_events` is still that (the member stayed silent). None: unknown.
+    churn_at: Optional[tuple[int, list[float]]] = field(default=None, compare=False)
 
     @property
     def last_ts(self) -> int:

@@ -8,6 +8,13 @@ steps in order and lets the policies decide. Decisions depend on event time
 and on the state at each step only, so any batching of the same log decides
 the same alerts and segment changes.
 
+A checkpoint needs no request of its own when the member's last scoring also
+scored their churn at every checkpoint silence (`MemberState.churn_at`, the
+served model's CHECKPOINT_SILENCE) and no event came since: the sequence is
+the same, only the silence differs, so that is the score the request would
+get. Otherwise (not scored since the newest event, a restart, a model
+without it) the checkpoint is scored in the batch's request as before.
+
 Scoring after events is decoupled from the event rate: the members a batch
 touched join a pending set (flagged in their persisted state, so a restart
 re-scores them), and `score_pending` scores the newest state of as many of
@@ -60,10 +67,12 @@ class Outgoing:
 class _Check:
     state: MemberState
     snapshot: MemberState
-    row: int
+    row: int  # in the batch's checkpoint request; -1: `churn` known already
     days: int
     due_ms: int
     index: int
+    n_events: int  # the member's events when the checkpoint came due
+    churn: Optional[float] = None
 
 
 @dataclass(slots=True)
@@ -196,9 +205,16 @@ class MemberProcessor:
                 silent = self.state(member)
                 if silent is None or not self.schedule.is_current(silent, due_ms, idx):
                     continue
-                rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
-                steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
-                                    self.schedule.days[idx], due_ms, idx))
+                known = silent.churn_at
+                if known is not None and known[0] == silent.n_events:
+                    steps.append(_Check(silent, _snapshot(silent), -1, self.schedule.days[idx],
+                                        due_ms, idx, silent.n_events, known[1][idx]))
+                    out.counts["checkpoints_known"] += 1
+                else:
+                    rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
+                    out.counts["checkpoint_rows"] += 1
+                    steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
+                                        self.schedule.days[idx], due_ms, idx, silent.n_events))
                 silent.check_index = idx + 1
                 self.schedule.schedule(silent)
                 touched[member] = silent
@@ -266,6 +282,7 @@ class MemberProcessor:
                 continue  # revoked meanwhile, or moved on: its newer state is pending again
             if scores is not None:
                 state.churn_probability = round(float(scores.churn[row]), 4)
+                self._keep_churn_at(state, scores, row)
                 items, item_scores, fallback = scores.items[row], scores.scores[row], False
             else:
                 if popular is None:
@@ -281,6 +298,13 @@ class MemberProcessor:
             out.changed[member] = state
         self.totals.update(out.counts)
         return out
+
+    def _keep_churn_at(self, state: MemberState, scores: Scores, row: int) -> None:
+        """The member's churn at every checkpoint, from a row scored with their current
+        sequence (the caller checked it is current)."""
+        at = scores.churn_at
+        if at is not None and at.shape[1] == len(self.schedule.days):
+            state.churn_at = (state.n_events, at[row].tolist())
 
     def _row(self, state: MemberState, silence_s: float) -> Row:
         items, types, gaps = model_inputs(state, self.s.sequence_length)
@@ -303,16 +327,21 @@ class MemberProcessor:
         for step in steps:
             state = step.state
             if isinstance(step, _Check):
-                if scores is None:
-                    # Not scored: put the checkpoint back, unless the member acted since.
-                    if state.check_index == step.index + 1:
-                        state.check_index = step.index
-                        self.schedule.schedule(state)
-                    continue
+                churn = step.churn
+                if churn is None:
+                    if scores is None:
+                        # Not scored: put the checkpoint back, unless the member acted since.
+                        if state.check_index == step.index + 1:
+                            state.check_index = step.index
+                            self.schedule.schedule(state)
+                        continue
+                    churn = float(scores.churn[step.row])
+                    if state.n_events == step.n_events:
+                        self._keep_churn_at(state, scores, step.row)
                 # The tier as the steps before this one left it (pass 2 sets it, and pass 1
                 # of a later batch may have taken the snapshot before that).
                 step.snapshot.tier = state.tier
-                alert = churn_policy.at_checkpoint(state, step.snapshot, float(scores.churn[step.row]),
+                alert = churn_policy.at_checkpoint(state, step.snapshot, churn,
                                                    step.days, s.churn_alert_threshold, version)
                 if alert is not None:
                     out.outputs.append(Outgoing(topics.CHURN_ALERTS, state.member_id.encode(), _json(alert)))

@@ -11,6 +11,7 @@ import asyncio
 import struct
 from dataclasses import dataclass
 from itertools import chain
+from typing import Optional, Sequence
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
@@ -20,6 +21,10 @@ from tritonclient.utils import InferenceServerException
 from .memo import Memo
 
 OUTPUTS = ("CHURN_PROBABILITY", "TOP_ITEMS", "TOP_SCORES")
+# Asked for when the served model declares it (models/triton_backend.py): every row's
+# churn probability at each inactivity checkpoint too, so that a checkpoint of a
+# member who stayed silent needs no request of its own.
+AT_INPUT, AT_OUTPUT = "CHECKPOINT_SILENCE", "CHURN_AT_CHECKPOINTS"
 
 
 class ScoringUnavailable(Exception):
@@ -39,6 +44,8 @@ class Scores:
     churn: np.ndarray        # [N] float32
     items: list[list[str]]   # [N][K]
     scores: np.ndarray       # [N, K] float32
+    # [N, C] float32: churn at the C checkpoint silences (None: not served or not asked).
+    churn_at: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.churn)
@@ -88,10 +95,16 @@ def strings_from_wire(raw: bytes, rows: int, width: int) -> list[list[str]]:
 
 
 class TritonScorer:
-    def __init__(self, url: str, model: str, timeout_s: float, max_rows: int):
+    def __init__(self, url: str, model: str, timeout_s: float, max_rows: int,
+                 checkpoints_days: Sequence[int] = ()):
         self.url, self.model, self.timeout_s, self.max_rows = url, model, timeout_s, max_rows
         self._client: grpc_aio.InferenceServerClient | None = None
         self.model_version = f"{model}@unknown"
+        self.described = False
+        # Seconds of silence of each checkpoint, in the order of `checkpoints_days`; sent
+        # once the served model is known to take them.
+        self.checkpoint_silences = np.array([d * 86400.0 for d in checkpoints_days], np.float32)
+        self.checkpoints_served = False
         self.requests = 0
         self.rows = 0
         self._wire = _wire_items()
@@ -113,6 +126,8 @@ class TritonScorer:
         sha = config["config"].get("parameters", {}).get("vocab_sha256", {}).get("string_value", "")
         version = max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
         self.model_version = f"{self.model}@{version}/vocab:{sha[:12]}"
+        self.checkpoints_served = any(i.get("name") == AT_INPUT for i in config["config"].get("input", []))
+        self.described = True
         return self.model_version
 
     async def close(self) -> None:
@@ -123,11 +138,18 @@ class TritonScorer:
     async def score(self, rows: list[Row]) -> Scores:
         if not rows:
             return Scores(np.zeros(0, np.float32), [], np.zeros((0, 0), np.float32))
+        if not self.described and self._client is not None:
+            try:  # Triton came up after the worker: learn what it serves now
+                await self.describe()
+            except ScoringUnavailable:
+                pass  # the request below says why
         chunks = [rows[i:i + self.max_rows] for i in range(0, len(rows), self.max_rows)]
         parts = await asyncio.gather(*(self._infer(c) for c in chunks))
+        at = [p.churn_at for p in parts]
         return Scores(np.concatenate([p.churn for p in parts]),
                       [row for p in parts for row in p.items],
-                      np.concatenate([p.scores for p in parts]))
+                      np.concatenate([p.scores for p in parts]),
+                      None if any(a is None for a in at) else np.concatenate(at))
 
     async def _infer(self, rows: list[Row]) -> Scores:
         if self._client is None:
@@ -139,13 +161,17 @@ class TritonScorer:
             "GAPS": np.array([r.gaps for r in rows], dtype=np.float32),
             "SILENCE": np.array([[r.silence_s] for r in rows], dtype=np.float32),
         }
+        asked = OUTPUTS
+        if self.checkpoints_served and len(self.checkpoint_silences):
+            arrays[AT_INPUT] = np.tile(self.checkpoint_silences, (n, 1))
+            asked = (*OUTPUTS, AT_OUTPUT)
         for name, arr in arrays.items():
             inp = InferInput(name, list(arr.shape), {np.int8: "INT8", np.float32: "FP32"}[arr.dtype.type])
             inp.set_data_from_numpy(arr)
             inputs.append(inp)
         try:
             result = await self._client.infer(
-                self.model, inputs, outputs=[InferRequestedOutput(o) for o in OUTPUTS],
+                self.model, inputs, outputs=[InferRequestedOutput(o) for o in asked],
                 client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise ScoringUnavailable(str(exc)) from exc
@@ -156,4 +182,5 @@ class TritonScorer:
         k = int(response.outputs[index].shape[1])
         return Scores(result.as_numpy("CHURN_PROBABILITY").reshape(-1),
                       strings_from_wire(response.raw_output_contents[index], n, k),
-                      result.as_numpy("TOP_SCORES"))
+                      result.as_numpy("TOP_SCORES"),
+                      result.as_numpy(AT_OUTPUT) if len(asked) > len(OUTPUTS) else None)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from . import tansu_quirks
 from .app import app, settings
 from .event_time import rfc3339
-from .ingest_agent import batcher, owned_partitions, processor, publisher, scorer
+from .ingest_agent import agent_waits, batcher, owned_partitions, processor, publisher, scorer
 from .input_cursor import input_key
 from .members_table import members
 
 COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
             "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
-            "gap_filled")
+            "gap_filled", "checkpoint_rows", "checkpoints_known")
 
 
 @app.page("/health")
@@ -46,6 +46,10 @@ async def metrics(web, request):
                   f"# TYPE memberstream_{name}_seconds summary",
                   f"memberstream_{name}_seconds_sum {total:.6f}",
                   f"memberstream_{name}_seconds_count {count}")),
+              "# TYPE memberstream_agent_wait_seconds summary",
+              *(line for reason, (total, count) in agent_waits.items() for line in (
+                  f'memberstream_agent_wait_seconds_sum{{reason="{reason}"}} {total:.6f}',
+                  f'memberstream_agent_wait_seconds_count{{reason="{reason}"}} {count}')),
               "# TYPE memberstream_scoring_backlog gauge",
               f"memberstream_scoring_backlog {len(processor.pending)}",
               "# TYPE memberstream_changelog_backlog gauge",

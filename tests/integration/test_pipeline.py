@@ -162,6 +162,11 @@ def test_without_frames_the_same_log_decides_the_same(triton, tmp_path, run):
         assert d["memberstream_frames_total"] >= 1 and d["memberstream_batched_records_total"] == len(lines)
         for name in ("events", "dead_lettered", "duplicates", "alerts", "anomalies"):
             assert m[f"memberstream_{name}_total"] == d[f"memberstream_{name}_total"], name
+        # The same checkpoints came due; how many needed a request of their own depends on
+        # the batching (those of members scored since their newest event did not).
+        checkpoints = [x["memberstream_checkpoint_rows_total"] + x["memberstream_checkpoints_known_total"]
+                       for x in (m, d)]
+        assert checkpoints[0] == checkpoints[1] > 20, checkpoints
         dead = cluster.read(topics.DEAD_LETTER, count=22)
         assert sorted(x.value for x in dead) == sorted(x.value for x in cluster_default.read(topics.DEAD_LETTER, count=22))
         # Provenance is the same on both paths: the original topic, partition and offset.

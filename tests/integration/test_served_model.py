@@ -89,26 +89,38 @@ def test_triton_refuses_exported_programs_of_other_weights(tmp_path):
 
 
 def assert_serves_eager(grpc_url: str) -> None:
+    """Two clients at once, one asking for the churn at checkpoint silences as well
+    (CHECKPOINT_SILENCE, optional) and one not, so that the dynamic batcher may merge
+    requests with and without it: each gets the eager model's answers."""
     rows = excerpt_rows()
     assert len(rows) > 300
+    days = (7, 30, 90)
 
-    async def served():
-        scorer = TritonScorer(grpc_url, "memberstream", 30.0, max_rows=64)  # several requests
+    async def served(checkpoints_days):
+        scorer = TritonScorer(grpc_url, "memberstream", 30.0, max_rows=64,  # several requests
+                              checkpoints_days=checkpoints_days)
         await scorer.start()
         try:
-            return await scorer.score(rows), scorer.requests
+            return await scorer.score(rows), scorer.requests, scorer.checkpoints_served
         finally:
             await scorer.close()
 
-    got, requests = asyncio.run(served())
+    async def both():
+        return await asyncio.gather(served(()), served(days))
+
+    (got, requests, _), (with_at, _, served_at) = asyncio.run(both())
     assert requests == (len(rows) + 63) // 64
+    assert got.churn_at is None and served_at and with_at.churn_at.shape == (len(rows), len(days))
     model, vocab, k = eager_model()
-    churn, items, scores = predict(
-        model, vocab, np.array([r.items for r in rows], dtype=object),
-        np.array([r.types for r in rows], dtype=np.int8), np.array([r.gaps for r in rows], dtype=np.float32),
-        np.array([[r.silence_s] for r in rows], dtype=np.float32), k)
-    np.testing.assert_allclose(got.churn, churn, rtol=0, atol=CHURN_TOL)
-    np.testing.assert_allclose(got.scores, scores, rtol=0, atol=SCORE_TOL)
+    arrays = (np.array([r.items for r in rows], dtype=object), np.array([r.types for r in rows], dtype=np.int8),
+              np.array([r.gaps for r in rows], dtype=np.float32))
+    churn, items, scores = predict(model, vocab, *arrays, np.array([[r.silence_s] for r in rows], dtype=np.float32), k)
+    for served_scores in (got, with_at):
+        np.testing.assert_allclose(served_scores.churn, churn, rtol=0, atol=CHURN_TOL)
+        np.testing.assert_allclose(served_scores.scores, scores, rtol=0, atol=SCORE_TOL)
+    for c, d in enumerate(days):
+        at = predict(model, vocab, *arrays, np.full((len(rows), 1), d * 86400.0, np.float32), k)[0]
+        np.testing.assert_allclose(with_at.churn_at[:, c], at, rtol=0, atol=CHURN_TOL)
     for served_items, eager_items, eager_scores in zip(got.items, items, scores):
         gaps = np.diff(eager_scores)
         if np.all(np.abs(gaps) > SCORE_TOL):  # order is only defined between distinct scores

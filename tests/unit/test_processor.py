@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 
 from models.serving import predict
+from stream import topics
 from stream.processor import MemberProcessor, Record
 from stream.scorer import Scores
 from stream.settings import Settings
@@ -19,20 +20,23 @@ class InProcessScorer:
     """The served computation without the server; `gate` holds requests back."""
     model_version = "memberstream@test"
 
-    def __init__(self):
+    def __init__(self, checkpoints_days=()):
         self.model, self.vocab, self.k = shipped()
         self.requests: list[int] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        # As TritonScorer against a model serving CHECKPOINT_SILENCE (empty: one that does not).
+        self.at = np.array([d * 86400.0 for d in checkpoints_days], np.float32)
 
     async def score(self, rows):
         self.requests.append(len(rows))
         await self.gate.wait()
-        churn, items, scores = predict(
+        at = np.tile(self.at, (len(rows), 1)) if len(self.at) else None
+        out = predict(
             self.model, self.vocab, np.array([r.items for r in rows], dtype=object),
             np.array([r.types for r in rows], dtype=np.int8), np.array([r.gaps for r in rows], dtype=np.float32),
-            np.array([[r.silence_s] for r in rows], dtype=np.float32), k=self.k)
-        return Scores(churn, [[i.decode() for i in row] for row in items], scores)
+            np.array([[r.silence_s] for r in rows], dtype=np.float32), k=self.k, at_silences=at)
+        return Scores(out[0], [[i.decode() for i in row] for row in out[1]], out[2], *out[3:])
 
 
 def records(events, start=0):
@@ -109,3 +113,34 @@ def test_a_redelivery_longer_than_the_hash_window_is_dropped_by_offset():
         newer = await proc.process(records([("a", 200, "71053")]))
         assert newer.counts["events"] == 1 and proc.cache["a"].n_events == 81
     run(go())
+
+
+def test_checkpoints_of_members_scored_since_their_last_event_need_no_request():
+    """With churn at every checkpoint from the members' last scoring, the excerpt's
+    checkpoints are decided without requests of their own, and decide the same alerts
+    and segment changes as scoring each checkpoint."""
+    from tests.unit.test_serving import EXCERPT
+
+    lines = [line for line in EXCERPT.read_bytes().splitlines() if line.strip()]
+    settings = Settings(_env_file=None)
+
+    async def go(scorer):
+        proc = MemberProcessor(settings, {}, scorer)
+        outputs = []
+        for i in range(0, len(lines), 50):
+            batch = [Record(0, i + n, None, line) for n, line in enumerate(lines[i:i + 50])]
+            outputs += (await proc.process(batch)).outputs
+            while proc.pending:
+                await proc.score_pending(max_rows=1024)
+        decided = [(o.topic, o.key, orjson.loads(o.value)) for o in outputs if o.topic != topics.DEAD_LETTER]
+        return proc.totals, [(t, k, {f: v for f, v in d.items() if f != "emitted_at"}) for t, k, d in decided]
+
+    plain, plain_out = run(go(InProcessScorer()))
+    known, known_out = run(go(InProcessScorer(settings.inactivity_checkpoints_days)))
+    assert plain["checkpoints_known"] == 0 and plain["checkpoint_rows"] > 100
+    # Those left came due in the batch of the member's newest event, before its scoring.
+    assert known["checkpoints_known"] + known["checkpoint_rows"] == plain["checkpoint_rows"]
+    assert known["checkpoints_known"] > 0.8 * plain["checkpoint_rows"], (known, plain)
+    assert plain["alerts"] >= 3 and plain["segment_changes"] > 30
+    assert {t for t, _, _ in plain_out} >= {topics.CHURN_ALERTS, topics.SEGMENTS}
+    assert known_out == plain_out

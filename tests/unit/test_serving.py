@@ -172,6 +172,33 @@ def test_sequence_cache_skips_the_encoder_for_sequences_it_has_seen():
     assert len(small.entries) == 3
 
 
+def test_churn_at_checkpoint_silences_is_the_churn_each_silence_would_score():
+    """predict's `at_silences`: the rows' churn at other silences, from the same encoded
+    sequences, equal to scoring the rows at each silence (eager and exported, with and
+    without the sequence cache), and the first three outputs unchanged."""
+    from models.serving import ExportedNetwork, SequenceCache
+
+    model, vocab, k = shipped()
+    items, types, gaps, silence = excerpt_batch()
+    days = np.array([7, 14, 21, 30, 45, 60, 90], np.float32) * 86400.0
+    at = np.tile(days, (len(items), 1))
+    at[::3] = at[::3][:, ::-1]  # rows may ask for different silences
+    for network in (model, ExportedNetwork.load(EXPORT)):
+        for cache in (None, SequenceCache()):
+            churn, top, scores, later = predict(network, vocab, items, types, gaps, silence, k=k,
+                                                cache=cache, at_silences=at)
+            plain = predict(network, vocab, items, types, gaps, silence, k=k)
+            np.testing.assert_array_equal(churn, plain[0])
+            assert (top == plain[1]).all()
+            assert later.shape == at.shape and later.dtype == np.float32
+            for c in range(at.shape[1]):
+                each = predict(network, vocab, items, types, gaps, at[:, c:c + 1], k=k)[0]
+                np.testing.assert_allclose(later[:, c], each, rtol=0, atol=1e-6)
+            assert (np.ptp(later, axis=1) > 1e-3).mean() > 0.9  # the silence matters
+    none = predict(model, vocab, items, types, gaps, silence, k=k, at_silences=at[:, :0])[3]
+    assert none.shape == (len(items), 0)
+
+
 def test_gpu_config_serves_the_same_signature_on_a_gpu_in_bf16():
     """configs/gpu.pbtxt (chosen with --model-config-name=gpu) differs from the CPU
     default only in placement, batching and precision."""

@@ -79,22 +79,31 @@ def bucketize(seconds: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, seconds, side="right").astype(np.int64)
 
 
-def member_features(types: np.ndarray, gaps: np.ndarray, silence: np.ndarray) -> np.ndarray:
-    """Recency / frequency features computed from the raw sequence alone."""
+def sequence_counts(types: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What the features take from the sequence: (events, purchases, span in days,
+    purchase visits, visits), each [B]."""
     mask = types > 0
-    n_events = mask.sum(axis=1)
     purchases = types == PURCHASE_CODE
     new_visit = mask & ((gaps >= VISIT_GAP_S) | (np.cumsum(mask, axis=1) == 1))
-    span_days = (gaps * mask).sum(axis=1) / DAY
+    return (mask.sum(axis=1), purchases.sum(axis=1), (gaps * mask).sum(axis=1) / DAY,
+            (new_visit & purchases).sum(axis=1), new_visit.sum(axis=1))
+
+
+def features_at(counts: tuple[np.ndarray, ...], silence: np.ndarray) -> np.ndarray:
+    """The features of sequences (their `sequence_counts`) at a silence in seconds each."""
+    n_events, purchases, span_days, purchase_visits, visits = counts
     silence_days = silence.reshape(-1) / DAY
-    purchase_visits = (new_visit & purchases).sum(axis=1)
-    visits = new_visit.sum(axis=1)
     rate = visits / (span_days + silence_days + 1.0)
     feats = np.stack([
-        np.log1p(silence_days), np.log1p(n_events), np.log1p(purchases.sum(axis=1)),
+        np.log1p(silence_days), np.log1p(n_events), np.log1p(purchases),
         np.log1p(span_days), np.log1p(purchase_visits), np.log1p(rate * 30.0),
     ], axis=1)
     return feats.astype(np.float32)
+
+
+def member_features(types: np.ndarray, gaps: np.ndarray, silence: np.ndarray) -> np.ndarray:
+    """Recency / frequency features computed from the raw sequence alone."""
+    return features_at(sequence_counts(types, gaps), silence)
 
 
 @dataclass

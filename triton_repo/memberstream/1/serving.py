@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 try:
-    from .encoding import N_FEATURES, EncodedBatch, ItemVocabulary, encode
+    from .encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
+                           features_at, sequence_counts)
     from .network import MemberTransformer
 except ImportError:  # pragma: no cover - inside an export
-    from encoding import N_FEATURES, EncodedBatch, ItemVocabulary, encode
+    from encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
+                          features_at, sequence_counts)
     from network import MemberTransformer
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,6 +121,9 @@ class ExportedNetwork:
 
     def heads(self, last: torch.Tensor, batch: EncodedBatch):
         return self._heads(last, batch.silence_buckets, batch.features)
+
+    def churn_probability(self, last: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        return self.heads(last, batch)[1]
 
     def __call__(self, batch: EncodedBatch):
         return self.heads(self.newest_hidden(batch), batch)
@@ -226,10 +231,14 @@ def bytes_to_wire(array: np.ndarray) -> bytes:
 
 def predict(model: "MemberTransformer | ExportedNetwork", vocab: ItemVocabulary, item_ids: np.ndarray,
             types: np.ndarray, gaps: np.ndarray, silence: np.ndarray, k: int,
-            cache: "SequenceCache | None" = None):
+            cache: "SequenceCache | None" = None, at_silences: "np.ndarray | None" = None):
     """(churn [B] float32, top item ids [B, k] bytes, top scores [B, k] float32).
 
-    Scores are next-item probabilities (softmax over the vocabulary).
+    Scores are next-item probabilities (softmax over the vocabulary). Given
+    `at_silences` ([B, C] seconds), a fourth: each row's churn probability
+    [B, C] float32 at those silences instead of its own, from the same encoded
+    sequence: what the row would score at its inactivity checkpoints if no
+    event came in between (the churn head alone, C times per row).
     """
     item_ids, types, gaps = trim_padding(item_ids, types, gaps)
     device = next(model.parameters()).device
@@ -239,12 +248,28 @@ def predict(model: "MemberTransformer | ExportedNetwork", vocab: ItemVocabulary,
     dtype = getattr(model, "serving_dtype", None)
     with torch.inference_mode():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            if cache is None:
-                logits, churn = model(batch)
-            else:
-                logits, churn = model.heads(cache.last_hidden(model, batch), batch)
+            last = model.newest_hidden(batch) if cache is None else cache.last_hidden(model, batch)
+            logits, churn = model.heads(last, batch)
+            later = None if at_silences is None else _churn_at(model, last, types, gaps, at_silences)
         probs = torch.softmax(logits.float(), dim=1)
         scores, idx = probs.topk(k, dim=1)
     lookup = _lookup(vocab)
-    return (churn.float().cpu().numpy().astype(np.float32), lookup[idx.cpu().numpy()],
-            scores.cpu().numpy().astype(np.float32))
+    out = (churn.float().cpu().numpy().astype(np.float32), lookup[idx.cpu().numpy()],
+           scores.cpu().numpy().astype(np.float32))
+    return out if later is None else (*out, later)
+
+
+def _churn_at(model, last: torch.Tensor, types: np.ndarray, gaps: np.ndarray,
+              silences: np.ndarray) -> np.ndarray:
+    """[B, C] churn probabilities of the encoded rows (`last`) at [B, C] silences: the
+    rows' sequence counts once, the silence's features and bucket per column."""
+    rows, width = silences.shape
+    if width == 0:
+        return np.zeros((rows, 0), np.float32)
+    flat = silences.astype(np.float64).reshape(-1)  # row-major: row i's C silences together
+    counts = tuple(np.repeat(c, width) for c in sequence_counts(types.astype(np.int64),
+                                                                gaps.astype(np.float64)))
+    at = EncodedBatch(None, None, None, torch.from_numpy(bucketize(flat, SILENCE_EDGES)).to(last.device),
+                      torch.from_numpy(features_at(counts, flat)).to(last.device))
+    churn = model.churn_probability(last.repeat_interleave(width, dim=0), at)
+    return churn.float().cpu().numpy().astype(np.float32).reshape(rows, width)
