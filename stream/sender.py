@@ -71,8 +71,20 @@ class BatchSender:
             batch = self.producer.create_batch()
             for key, value, headers in records:
                 if batch.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
-                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    futures.append(await self._send(batch, topic, partition))
                     batch = self.producer.create_batch()
                     batch.append(timestamp=None, key=key, value=value, headers=headers or [])
-            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+            futures.append(await self._send(batch, topic, partition))
         return futures
+
+    async def _send(self, batch, topic: str, partition: int) -> asyncio.Future:
+        records = batch.record_count()
+        future = await self.producer.send_batch(batch, topic, partition=partition)
+        future.add_done_callback(lambda f: _log_failure(f, topic, partition, records))
+        return future
+
+
+def _log_failure(future: asyncio.Future, topic: str, partition: int, records: int) -> None:
+    """aiokafka's delivery errors do not say where: the log does."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("%d records to %s[%d] not delivered: %r", records, topic, partition, future.exception())
