@@ -119,8 +119,10 @@ class TritonScorer:
     async def describe(self) -> str:
         """model@version/vocab-hash, read from the served model's config."""
         try:
-            meta = await self._client.get_model_metadata(self.model, as_json=True)
-            config = await self._client.get_model_config(self.model, as_json=True)
+            meta = await self._client.get_model_metadata(self.model, as_json=True,
+                                                          client_timeout=self.timeout_s)
+            config = await self._client.get_model_config(self.model, as_json=True,
+                                                         client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise ScoringUnavailable(str(exc)) from exc
         sha = config["config"].get("parameters", {}).get("vocab_sha256", {}).get("string_value", "")

@@ -17,7 +17,7 @@ from models.serving import predict
 from stream.launcher import LaunchError, start_triton, stopping
 from stream.member_state import MemberState, apply_event, model_inputs
 from stream.parsing import parse_event
-from stream.scorer import Row, TritonScorer
+from stream.scorer import Row, ScoringUnavailable, TritonScorer
 
 from .conftest import ROOT, excerpt_lines
 
@@ -138,3 +138,34 @@ def test_triton_refuses_weights_trained_on_another_vocabulary(tmp_path):
     with pytest.raises(LaunchError, match="Triton exited"):
         start_triton(repo, "memberstream", tmp_path / "work", timeout=60)
     assert "disagree" in Path(tmp_path / "work" / "triton.log").read_text()
+
+
+def test_a_scorer_started_before_its_model_learns_the_signature_once_it_is_served(triton):
+    """The worker may start before Triton serves the model: the scorer describes it at
+    its first request after that (version, and that it takes CHECKPOINT_SILENCE)."""
+    from tritonclient.grpc import aio as grpc_aio
+
+    rows = excerpt_rows()[:5]
+
+    async def go():
+        admin = grpc_aio.InferenceServerClient(triton.grpc_url)
+        scorer = TritonScorer(triton.grpc_url, "memberstream", 30.0, max_rows=64, checkpoints_days=(7, 14))
+        await admin.unload_model("memberstream")
+        try:
+            await scorer.start()  # nothing served yet: falls back until it is
+            assert not scorer.described and scorer.model_version == "memberstream@unknown"
+            with pytest.raises(ScoringUnavailable):
+                await scorer.score(rows)
+        finally:
+            await admin.load_model("memberstream")
+            await admin.close()
+        try:
+            scores = await scorer.score(rows)
+        finally:
+            await scorer.close()
+        return scorer, scores
+
+    scorer, scores = asyncio.run(go())
+    assert scorer.described and scorer.checkpoints_served
+    assert scorer.model_version.startswith("memberstream@1/vocab:")
+    assert scores.churn_at.shape == (5, 2) and scores.churn.shape == (5,)
