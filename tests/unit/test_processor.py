@@ -11,7 +11,7 @@ from stream.processor import MemberProcessor, Record
 from stream.scorer import Scores
 from stream.settings import Settings
 
-from .test_serving import shipped
+from .test_serving import EXCERPT, shipped
 
 T0 = 1_291_191_960_000
 
@@ -119,8 +119,6 @@ def test_checkpoints_of_members_scored_since_their_last_event_need_no_request():
     """With churn at every checkpoint from the members' last scoring, the excerpt's
     checkpoints are decided without requests of their own, and decide the same alerts
     and segment changes as scoring each checkpoint."""
-    from tests.unit.test_serving import EXCERPT
-
     lines = [line for line in EXCERPT.read_bytes().splitlines() if line.strip()]
     settings = Settings(_env_file=None)
 
