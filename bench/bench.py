@@ -223,6 +223,7 @@ def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] 
             "recommendation_updates": int(m["memberstream_recommendation_updates_total"]),
             "checkpoint_rows": int(m.get("memberstream_checkpoint_rows_total", 0)),
             "checkpoints_known": int(m.get("memberstream_checkpoints_known_total", 0)),
+            "checkpoint_updates": int(m.get("memberstream_checkpoint_updates_total", 0)),
             # Seconds the agent waited over the measured span, by reason (stream/ingest_agent.py).
             "agent_wait_s": {k[k.index('"') + 1:-2]: round(v - at_first.get(k, 0.0), 3) for k, v in m.items()
                              if k.startswith("memberstream_agent_wait_seconds_sum{")},
@@ -761,7 +762,8 @@ def report(r: dict) -> str:
               f"{r['pipeline_direct']['scored_rows']:,} rows scored, "
               f"{r['pipeline_direct']['alerts']:,} alerts (the same decisions)",
               f"checkpoints: {p.get('checkpoint_rows', 0):,} scored by request, "
-              f"{p.get('checkpoints_known', 0):,} decided from the member's last scoring",
+              f"{p.get('checkpoints_known', 0):,} decided from the member's last scoring; "
+              f"{p.get('checkpoint_updates', 0):,} rows also answered the member's pending scoring",
               f"the agent waited, of {p.get('seconds', 0):.2f} s: " + ", ".join(
                   f"{reason} {v:.2f} s" for reason, v in p.get("agent_wait_s", {}).items()), "",
               "latency, event produced -> recommendation update consumed (ms); floor: the same",

@@ -73,6 +73,9 @@ class _Check:
     index: int
     n_events: int  # the member's events when the checkpoint came due
     churn: Optional[float] = None
+    # The row also answers the member's pending scoring (taken out of `pending`):
+    # the items do not depend on the silence, only on the sequence.
+    update: bool = False
 
 
 @dataclass(slots=True)
@@ -214,7 +217,8 @@ class MemberProcessor:
                     rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
                     out.counts["checkpoint_rows"] += 1
                     steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
-                                        self.schedule.days[idx], due_ms, idx, silent.n_events))
+                                        self.schedule.days[idx], due_ms, idx, silent.n_events,
+                                        update=self._take_pending(member)))
                 silent.check_index = idx + 1
                 self.schedule.schedule(silent)
                 touched[member] = silent
@@ -255,27 +259,34 @@ class MemberProcessor:
         self.totals.update(out.counts)
         return out
 
+    def _take_pending(self, member: str) -> bool:
+        """Out of `pending`, if there (not there: scored already, or in flight)."""
+        state = self.pending.pop(member, None)
+        if state is None:
+            return False
+        wait = self.timings["scoring_wait"]
+        wait[0] += time.monotonic() - self.pending_since.pop(member)
+        wait[1] += 1
+        if not self.pending:
+            self.pending_ready.clear()
+        return True
+
     async def score_pending(self, max_rows: int) -> BatchResult:
         """Score up to `max_rows` pending members (oldest first) in one request;
         their recommendation updates and latest churn probability."""
         out = BatchResult()
-        take = []
-        now = time.monotonic()
-        wait = self.timings["scoring_wait"]
-        for member in list(self.pending)[:max_rows]:
-            take.append(self.pending.pop(member))
-            wait[0] += now - self.pending_since.pop(member)
-            wait[1] += 1
-        if not self.pending:
-            self.pending_ready.clear()
+        take = [self.pending[member] for member in list(self.pending)[:max_rows]]
+        for state in take:
+            self._take_pending(state.member_id)
         if not take:
             return out
+        now = time.monotonic()
         scored_at = [state.n_events for state in take]
         scores = await self._score([self._row(state, 0.0) for state in take], out)
         request = self.timings["scoring_request"]
         request[0] += time.monotonic() - now
         request[1] += 1
-        s, version, popular = self.s, self.scorer.model_version, None
+        popular = None
         for row, state in enumerate(take):
             member = state.member_id
             if self.cache.get(member) is not state or state.n_events != scored_at[row]:
@@ -283,21 +294,24 @@ class MemberProcessor:
             if scores is not None:
                 state.churn_probability = round(float(scores.churn[row]), 4)
                 self._keep_churn_at(state, scores, row)
-                items, item_scores, fallback = scores.items[row], scores.scores[row], False
+                self._publish(state, scores.items[row], scores.scores[row], False, out)
             else:
                 if popular is None:
                     popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
-                items = recommendation_policy.fallback_items(state, popular, s.recommendations_k)
-                item_scores, fallback = [0.0] * len(items), True
-            state.pending_score = False
-            update = recommendation_policy.recommendation_update(
-                state, items, item_scores, s.recommendations_k, version, fallback)
-            if update is not None:
-                out.outputs.append(Outgoing(topics.RECOMMENDATIONS, member.encode(), _json(update)))
-                out.counts["recommendation_updates"] += 1
+                items = recommendation_policy.fallback_items(state, popular, self.s.recommendations_k)
+                self._publish(state, items, [0.0] * len(items), True, out)
             out.changed[member] = state
         self.totals.update(out.counts)
         return out
+
+    def _publish(self, state: MemberState, items, item_scores, fallback: bool, out: BatchResult) -> None:
+        """The member's pending scoring answered: a recommendation update if the top-K changed."""
+        state.pending_score = False
+        update = recommendation_policy.recommendation_update(
+            state, items, item_scores, self.s.recommendations_k, self.scorer.model_version, fallback)
+        if update is not None:
+            out.outputs.append(Outgoing(topics.RECOMMENDATIONS, state.member_id.encode(), _json(update)))
+            out.counts["recommendation_updates"] += 1
 
     def _keep_churn_at(self, state: MemberState, scores: Scores, row: int) -> None:
         """The member's churn at every checkpoint, from a row scored with their current
@@ -328,16 +342,23 @@ class MemberProcessor:
             state = step.state
             if isinstance(step, _Check):
                 churn = step.churn
+                current = state.n_events == step.n_events and self.cache.get(state.member_id) is state
                 if churn is None:
                     if scores is None:
-                        # Not scored: put the checkpoint back, unless the member acted since.
+                        # Not scored: put the checkpoint back, unless the member acted since,
+                        # and the pending scoring it was to answer.
                         if state.check_index == step.index + 1:
                             state.check_index = step.index
                             self.schedule.schedule(state)
+                        if step.update and current:
+                            self._mark_pending(state)
                         continue
                     churn = float(scores.churn[step.row])
-                    if state.n_events == step.n_events:
+                    if current:
                         self._keep_churn_at(state, scores, step.row)
+                        if step.update:
+                            self._publish(state, scores.items[step.row], scores.scores[step.row], False, out)
+                            out.counts["checkpoint_updates"] += 1
                 # The tier as the steps before this one left it (pass 2 sets it, and pass 1
                 # of a later batch may have taken the snapshot before that).
                 step.snapshot.tier = state.tier

@@ -10,7 +10,7 @@ from .members_table import members
 
 COUNTERS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
             "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
-            "gap_filled", "checkpoint_rows", "checkpoints_known")
+            "gap_filled", "checkpoint_rows", "checkpoints_known", "checkpoint_updates")
 
 
 @app.page("/health")
