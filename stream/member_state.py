@@ -16,6 +16,7 @@ from typing import Optional
 
 import orjson
 
+from .parsing import Event
 from .schemas import EVENT_TYPES, ShopEvent
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
@@ -190,7 +191,7 @@ def decode_state(raw: bytes) -> MemberState:
         recommendations_fallback=bool(flags & 4), pending_score=bool(flags & 8))
 
 
-def apply_event(state: MemberState, event: ShopEvent, max_len: int,
+def apply_event(state: MemberState, event: Event | ShopEvent, max_len: int,
                 digest: Optional[int] = None) -> Optional[Visit]:
     """Add one event; returns the purchase visit it belongs to, if it is a purchase.
 

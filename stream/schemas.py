@@ -41,9 +41,11 @@ def _parse_rfc3339(text: str) -> int:
 
 # RFC 3339 text -> epoch ms: events come in runs that share their timestamp (the lines
 # of one order), and parsing is most of validating one.
-_PARSED: Memo[str, int] = Memo(_parse_rfc3339, 65536)
+EVENT_TIMES: Memo[str, int] = Memo(_parse_rfc3339, 65536)
 
 
+# stream/parsing.fast_event checks ShopEvent's constraints first in plain Python: a
+# change here needs one there (tests/unit/test_parsing.py compares the two).
 class ShopEvent(BaseModel):
     """Input event on `shop.events`. `ts` is normalised to epoch milliseconds."""
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -64,7 +66,7 @@ class ShopEvent(BaseModel):
     @classmethod
     def _event_time(cls, v: Union[int, str]) -> int:
         if isinstance(v, str):
-            v = _PARSED[v]
+            v = EVENT_TIMES[v]
         if not MIN_EVENT_MS <= v < MAX_EVENT_MS:
             raise ValueError("event time outside 1995..2100")
         return v
