@@ -231,7 +231,16 @@ def _make_log(out: Path, every: int) -> int:
     return n
 
 
+def _bad_settings(exc) -> str:
+    """pydantic's account of the Settings' bad values, as one line naming the variables."""
+    return "bad setting: " + "; ".join(
+        f"MEMBERSTREAM_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']} (got {e['input']!r})"
+        for e in exc.errors(include_url=False))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    from pydantic import ValidationError
+
     from models.datasets import DataError
 
     from .launcher import LaunchError
@@ -253,6 +262,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 130
     except (CliError, LaunchError, ReplayError, DataError, LookupError, OSError) as exc:
         print(f"memberstream: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        print(f"memberstream: {_bad_settings(exc)}", file=sys.stderr)
         return 2
     return 0
 

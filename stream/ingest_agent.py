@@ -47,7 +47,7 @@ else:
     source = app.topic(topics.SHOP_EVENTS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 scorer = TritonScorer(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
-                      settings.triton_max_rows, sorted(settings.inactivity_checkpoints_days))
+                      settings.triton_max_rows, settings.inactivity_checkpoints_days)
 processor = MemberProcessor(settings, members.data, scorer)
 sender = BatchSender(settings.bootstrap_servers, settings.producer_linger_s)
 batcher = Batcher(settings.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(settings.app_id),

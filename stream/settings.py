@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR = Path(".memberstream")
@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     # Data for training, demo logs and evaluation
     data_dir: Path = Path("../shared/data")
     triton_repo: Path = Path("triton_repo")
+
+    @field_validator("inactivity_checkpoints_days")
+    @classmethod
+    def _ascending_days(cls, days: list[int]) -> list[int]:
+        """Ascending and distinct: one order for all that indexes the checkpoints (the
+        schedule, `MemberState.check_index`, the silences sent to Triton and the
+        churn at each that comes back)."""
+        if any(d < 1 for d in days):
+            raise ValueError("checkpoint days must be at least 1")
+        return sorted(set(days))
 
     @property
     def fetch_max_wait_ms(self) -> int:

@@ -1,13 +1,14 @@
 """The CLI says what is wrong in one line, without a traceback."""
+import os
 import subprocess
 import sys
 
 import pytest
 
 
-def run(*args):
+def run(*args, env=None):
     return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -27,6 +28,19 @@ def test_errors_are_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("MEMBERSTREAM_PARTITIONS", "0", "MEMBERSTREAM_PARTITIONS: Input should be greater than or equal to 1 (got '0')"),
+    ("MEMBERSTREAM_INACTIVITY_CHECKPOINTS_DAYS", "[7, 0]", "checkpoint days must be at least 1 (got [7, 0])"),
+    ("MEMBERSTREAM_TRITON_TIMEOUT_S", "soon", "MEMBERSTREAM_TRITON_TIMEOUT_S: Input should be a valid number"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(variable, value, message):
+    result = run("make-log", env={**os.environ, variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 
