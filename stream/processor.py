@@ -218,7 +218,7 @@ class MemberProcessor:
                     out.counts["checkpoint_rows"] += 1
                     steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
                                         self.schedule.days[idx], due_ms, idx, silent.n_events,
-                                        update=self._take_pending(member)))
+                                        update=bool(self._take_pending((member,), time.monotonic()))))
                 silent.check_index = idx + 1
                 self.schedule.schedule(silent)
                 touched[member] = silent
@@ -259,28 +259,29 @@ class MemberProcessor:
         self.totals.update(out.counts)
         return out
 
-    def _take_pending(self, member: str) -> bool:
-        """Out of `pending`, if there (not there: scored already, or in flight)."""
-        state = self.pending.pop(member, None)
-        if state is None:
-            return False
+    def _take_pending(self, members, now: float) -> list[MemberState]:
+        """Those of `members` that are pending, out of `pending` (the others are scored
+        already, or in flight); their time pending counted at `now`."""
+        taken = []
         wait = self.timings["scoring_wait"]
-        wait[0] += time.monotonic() - self.pending_since.pop(member)
-        wait[1] += 1
+        for member in members:
+            state = self.pending.pop(member, None)
+            if state is not None:
+                taken.append(state)
+                wait[0] += now - self.pending_since.pop(member)
+                wait[1] += 1
         if not self.pending:
             self.pending_ready.clear()
-        return True
+        return taken
 
     async def score_pending(self, max_rows: int) -> BatchResult:
         """Score up to `max_rows` pending members (oldest first) in one request;
         their recommendation updates and latest churn probability."""
         out = BatchResult()
-        take = [self.pending[member] for member in list(self.pending)[:max_rows]]
-        for state in take:
-            self._take_pending(state.member_id)
+        now = time.monotonic()
+        take = self._take_pending(list(self.pending)[:max_rows], now)
         if not take:
             return out
-        now = time.monotonic()
         scored_at = [state.n_events for state in take]
         scores = await self._score([self._row(state, 0.0) for state in take], out)
         request = self.timings["scoring_request"]
@@ -342,8 +343,8 @@ class MemberProcessor:
             state = step.state
             if isinstance(step, _Check):
                 churn = step.churn
-                current = state.n_events == step.n_events and self.cache.get(state.member_id) is state
                 if churn is None:
+                    current = state.n_events == step.n_events and self.cache.get(state.member_id) is state
                     if scores is None:
                         # Not scored: put the checkpoint back, unless the member acted since,
                         # and the pending scoring it was to answer.

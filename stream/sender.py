@@ -74,7 +74,10 @@ class BatchSender:
         for topic, key, value, partition, headers in messages:
             if partition is None:
                 if key is not None:
-                    partition = (self._of_key.get(topic) or await self._key_memo(topic))[key]
+                    memo = self._of_key.get(topic)
+                    if memo is None:
+                        memo = await self._key_memo(topic)
+                    partition = memo[key]
                 else:
                     parts = self._partitions.get(topic) or await self._fetch_partitions(topic)
                     partition = self.partitioner(key, parts, parts)

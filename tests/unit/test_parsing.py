@@ -1,8 +1,11 @@
 import orjson
 import pytest
+from pydantic import ValidationError
 
-from stream.parsing import Event, Rejected, parse_event
+from stream.parsing import Event, Rejected, fast_event, parse_event
 from stream.schemas import ShopEvent
+
+from .test_serving import EXCERPT
 
 GOOD = {"event_id": "e1", "member_id": "m1", "type": "purchase", "item_id": "85123A",
         "ts": "2010-12-01T08:26:00Z", "price": 2.55, "quantity": 6, "session_id": "536365"}
@@ -81,9 +84,6 @@ MISSING = object()
 
 
 def _verdicts(data: dict):
-    from pydantic import ValidationError
-
-    from stream.parsing import fast_event
     fast = fast_event(data)
     try:
         slow = Event.of(ShopEvent.model_validate(data))
@@ -111,9 +111,6 @@ def test_the_fast_path_accepts_only_what_the_contract_accepts_with_the_same_valu
 
 
 def test_real_events_take_the_fast_path():
-    from stream.parsing import fast_event
-
-    from .test_serving import EXCERPT
     lines = []
     for line in EXCERPT.read_bytes().splitlines():
         try:
