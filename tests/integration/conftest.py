@@ -3,12 +3,15 @@ broker per test, workers as real processes. Everything is stopped by PID."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import orjson
 import pytest
 
-from stream.launcher import Broker, Triton, Worker, start_broker, start_triton, start_worker, wait_until
+from stream.launcher import (Broker, LaunchError, Triton, Worker, start_broker, start_triton, start_worker,
+                             wait_until)
 from stream.replay import replay
 from stream.settings import Settings
 from stream.tail import messages
@@ -85,3 +88,47 @@ def excerpt_lines() -> list[bytes]:
 
 def settings() -> Settings:
     return Settings(_env_file=None)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on; None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of the processes whose parent is `pid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and int(stat[1]) == pid:
+                out.append((int(entry), stat[19]))
+    return out
+
+
+def _alive(pid: int, started: str) -> bool:
+    """The same process (same start time) still runs (a zombie does not count)."""
+    stat = _stat(pid)
+    return stat is not None and stat[19] == started and stat[0] != "Z"
+
+
+def sigkill(worker: Worker, timeout: float = 15.0) -> None:
+    """SIGKILL the worker by its PID (a crash: no flush, no commit, no goodbye), then
+    wait until its children (the batcher) are gone too; a child still there after
+    `timeout` is SIGKILLed by its PID and the wait fails."""
+    pid = worker.process.popen.pid
+    children = _children(pid)
+    os.kill(pid, signal.SIGKILL)
+    worker.process.popen.wait(10)
+    try:
+        wait_until(lambda: not any(_alive(*c) for c in children), timeout,
+                   f"children {[c[0] for c in children]} of the killed worker {pid} to exit")
+    except LaunchError:
+        for child, started in children:
+            if _alive(child, started):
+                os.kill(child, signal.SIGKILL)
+        raise
