@@ -5,38 +5,14 @@ import asyncio
 import numpy as np
 import orjson
 
-from models.serving import predict
 from stream import topics
 from stream.processor import MemberProcessor, Record
-from stream.scorer import Scores, ScoringUnavailable
+from stream.scorer import ScoringUnavailable
 from stream.settings import Settings
 
-from .test_serving import EXCERPT, shipped
+from ..model_in_process import EXCERPT, InProcessScorer
 
 T0 = 1_291_191_960_000
-
-
-class InProcessScorer:
-    """The served computation without the server; `gate` holds requests back."""
-    model_version = "memberstream@test"
-
-    def __init__(self, checkpoints_days=()):
-        self.model, self.vocab, self.k = shipped()
-        self.requests: list[int] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
-        # As TritonScorer against a model serving CHECKPOINT_SILENCE (empty: one that does not).
-        self.at = np.array([d * 86400.0 for d in checkpoints_days], np.float32)
-
-    async def score(self, rows):
-        self.requests.append(len(rows))
-        await self.gate.wait()
-        at = np.tile(self.at, (len(rows), 1)) if len(self.at) else None
-        out = predict(
-            self.model, self.vocab, np.array([r.items for r in rows], dtype=object),
-            np.array([r.types for r in rows], dtype=np.int8), np.array([r.gaps for r in rows], dtype=np.float32),
-            np.array([[r.silence_s] for r in rows], dtype=np.float32), k=self.k, at_silences=at)
-        return Scores(out[0], [[i.decode() for i in row] for row in out[1]], out[2], *out[3:])
 
 
 def records(events, start=0):

@@ -1,31 +1,17 @@
 """The served computation's fast paths keep its arithmetic (models/serving.py)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from transformers.activations import NewGELUActivation
 
-from models.encoding import ItemVocabulary, encode
-from models.network import MemberTransformer
+from models.encoding import encode
 from models.serving import predict, prepare, trim_padding
 from stream.member_state import MemberState, apply_event, model_inputs
 from stream.parsing import Rejected, parse_event
 
-EXPORT = Path(__file__).parents[2] / "triton_repo" / "memberstream" / "1"
-EXCERPT = Path(__file__).parents[1] / "data" / "online-retail-excerpt.jsonl"
-
-
-def shipped(precision="fp32"):
-    hp = json.loads((EXPORT / "hparams.json").read_text())
-    vocab = ItemVocabulary.load(EXPORT / "vocab.json")
-    state = torch.load(EXPORT / "weights.pt", weights_only=True)
-    state.pop("_vocab_sha256")
-    model = MemberTransformer(len(vocab), hp["max_len"], hp["d_model"], hp["n_layers"], hp["n_heads"], 0.0,
-                              hp["churn_horizon_days"])
-    model.load_state_dict(state)
-    return prepare(model, "cpu", precision), vocab, hp["top_k"]
+from ..model_in_process import EXCERPT, EXPORT, shipped  # noqa: F401 (shared; bench/serving.py imports it from here)
 
 
 def excerpt_batch(every=5):
