@@ -29,6 +29,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from stream import topics
+from stream.policies.recommendation_policy import fallback_items
 from stream.processor import MemberProcessor, Record
 from stream.replay import _key_and_time
 from stream.scorer import ScoringUnavailable
@@ -85,6 +86,8 @@ class Derived:
     outputs: tuple  # (topic, key, decoded value or raw bytes for a dead letter, headers)
     totals: Counter
     states: dict  # member -> (events, last_event_id)
+    # member -> the fallback's own part (their most frequent items, at most k) after the log
+    own_items: dict
 
     def of(self, topic: str) -> list:
         return [value for t, _, value, _ in self.outputs if t == topic]
@@ -141,7 +144,8 @@ def derive(batch: int = 50, scorer=None, checkpoints_served: bool = True,
     decoded = tuple((o.topic, o.key, o.value if o.topic == topics.DEAD_LETTER else orjson.loads(o.value),
                      tuple(o.headers or ())) for o in outputs)
     states = {m: (s.n_events, s.last_event_id) for m, s in proc.cache.items()}
-    return Derived(decoded, Counter(proc.totals), states)
+    own = {m: fallback_items(s, [], settings.recommendations_k) for m, s in proc.cache.items()}
+    return Derived(decoded, Counter(proc.totals), states, own)
 
 
 @functools.cache
