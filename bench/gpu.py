@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench import commit, load_model, machine
+from bench.exported_model import load_model
+from bench.provenance import commit, machine
 from stream.launcher import LaunchError, start_triton, stopping
 from stream.settings import Settings
 

@@ -19,7 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from bench.bench import commit, loaded_stack, machine, pipeline_eps, worker_env
+from bench.pipeline import pipeline_eps
+from bench.provenance import commit, machine
+from bench.stack import loaded_stack, worker_env
 from stream.launcher import start_worker, stopping, wait_until
 from stream.settings import Settings
 

@@ -18,7 +18,7 @@ import asyncio
 import sys
 import time
 
-from bench.bench import loaded_stack, worker_env
+from bench.stack import loaded_stack, worker_env
 from stream import framing, topics
 from stream.launcher import start_worker, stopping
 from stream.settings import Settings

@@ -1,0 +1,69 @@
+"""The per-event work alone, in this process: no Kafka, no Faust, no model."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import orjson
+
+from bench.stack import PARTITIONS
+from stream.settings import Settings
+
+
+class _ConstantScores:
+    """processor_alone_eps only: answers every row at once with fixed scores, so that
+    the figure is memberstream's per-event work and nothing else."""
+    model_version = "bench@constant"
+
+    def __init__(self, checkpoints: int):
+        self.checkpoints = checkpoints  # churn at every checkpoint too, as the served model
+
+    async def score(self, rows):
+        from stream.scorer import Scores
+
+        n = len(rows)
+        return Scores(np.full(n, 0.3, np.float32), [[f"item{i}" for i in range(10)]] * n,
+                      np.full((n, 10), 0.1, np.float32), np.full((n, self.checkpoints), 0.3, np.float32))
+
+
+def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
+    """The processor over the bench log in this process, in the worker's batches, the
+    pending members scored after every batch and every output and changelog value
+    built; CPU seconds of this process."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    import gc
+
+    from stream.processor import MemberProcessor, Record, tune_gc
+
+    partitioner, all_partitions = DefaultPartitioner(), list(range(PARTITIONS))
+    partitions: dict[int, int] = {}
+    records = []
+    for line in lines:
+        try:
+            key = str(orjson.loads(line).get("member_id", "")).encode()
+        except (orjson.JSONDecodeError, AttributeError):
+            key = b""
+        p = partitioner(key or None, all_partitions, all_partitions)  # as the replay's producer
+        records.append(Record(p, partitions.setdefault(p, 0), key or None, line))
+        partitions[p] += 1
+    proc = MemberProcessor(settings, {}, _ConstantScores(len(settings.inactivity_checkpoints_days)))
+
+    async def run() -> None:
+        for i in range(0, len(records), settings.batch_max_events):
+            results = [await proc.process(records[i:i + settings.batch_max_events])]
+            while proc.pending:
+                results.append(await proc.score_pending(settings.triton_max_rows))
+            for r in results:
+                for state in r.changed.values():
+                    state.to_bytes()
+
+    thresholds = gc.get_threshold()
+    tune_gc(settings.gc_threshold)  # as the worker runs
+    try:
+        t = time.process_time()
+        asyncio.run(run())
+        return len(records) / (time.process_time() - t)
+    finally:
+        gc.set_threshold(*thresholds)
