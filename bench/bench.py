@@ -42,12 +42,13 @@ from bench.pipeline import pipeline_eps
 from bench.processor_alone import processor_alone_eps
 from bench.provenance import commit, machine
 from bench.report import report, results_md
-from bench.stack import IN_TOPIC, OUT_TOPIC, PARTITIONS, worker_env
+from bench.loaded_stack import IN_TOPIC, OUT_TOPIC, PARTITIONS, bench_worker_env
 from bench.state_size import state_bytes_after_50
 from bench.triton_table import TRITON_POOL, model_rows, triton_table
-from stream import topics
-from stream.launcher import Worker, start_broker, start_triton, start_worker, stopping
-from stream.replay import replay
+from stream.contract import topics
+from stream.kafka.admin import ensure_topics
+from stream.tools.launcher import WorkerProcess, start_broker, start_triton, start_worker, stopping
+from stream.tools.replay import replay
 from stream.settings import Settings
 
 
@@ -64,7 +65,7 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
     broker = start_broker(work / "broker")
     with stopping(broker.process):
         say(f"loading {n} events into {IN_TOPIC} and {topics.SHOP_EVENTS} ...")
-        asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(IN_TOPIC, OUT_TOPIC)))
+        asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS, names=(IN_TOPIC, OUT_TOPIC)))
         asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines, topic=IN_TOPIC))
         asyncio.run(replay(BENCH_LOG, broker.bootstrap, PARTITIONS, lines=lines))
         say("ceiling: raw aiokafka pass-through ...")
@@ -83,7 +84,7 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
             def pipeline(key: str, name: str, then=None, **env: str) -> None:
                 """One worker over the whole log: results[key] and results[key without _eps];
                 then(worker), if given, while it still runs."""
-                worker = start_worker(worker_env(broker, triton, state_dir=str(work / f"state-{name}"), **env),
+                worker = start_worker(bench_worker_env(broker, triton, state_dir=str(work / f"state-{name}"), **env),
                                       work, name=f"bench-worker-{name}")
                 with stopping(worker.process):
                     pipe = pipeline_eps(worker, n)
@@ -92,7 +93,7 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
                     if then is not None:
                         then(worker)
 
-            def latency(worker: Worker) -> None:
+            def latency(worker: WorkerProcess) -> None:
                 say("latency at fixed offered rates (the default pipeline) ...")
                 results["latency_ms"], results["latency_stages_ms"] = latency_ms(
                     broker, worker, lines, say, topics.frames_topic(settings.app_id))

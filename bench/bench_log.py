@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import orjson
-
 from stream.settings import Settings
+from stream.tools.logs import read_log, write_log
 
 BENCH_LOG = Path(".memberstream/logs/bench.jsonl")
 
@@ -17,23 +16,15 @@ def build_log(path: Path, data_dir: Path) -> int:
     every YooChoose-100k click (sessions as members)."""
     from models.datasets import contract_events, online_retail, yoochoose
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "wb") as fh:
-        retail = online_retail(data_dir, include_cancellations=True)
-        clicks = [e for part in ("train_full", "test")
-                  for ev in yoochoose(data_dir, part).values() for e in ev]
+    retail = online_retail(data_dir, include_cancellations=True)
+    clicks = [e for part in ("train_full", "test") for ev in yoochoose(data_dir, part).values() for e in ev]
+
+    def events():
         for prefix, source in (("", retail), ("yc-", clicks)):
             for event in contract_events(source):
                 event["member_id"] = prefix + event["member_id"]
-                fh.write(orjson.dumps(event) + b"\n")
-                n += 1
-    return n
-
-
-def read_lines(path: Path) -> list[bytes]:
-    with open(path, "rb") as fh:
-        return [line.rstrip(b"\n") for line in fh if line.strip()]
+                yield event
+    return write_log(path, events())
 
 
 def bench_lines(settings: Settings, say: Callable[[str], None] = print) -> list[bytes]:
@@ -41,4 +32,4 @@ def bench_lines(settings: Settings, say: Callable[[str], None] = print) -> list[
     if not BENCH_LOG.is_file():
         say(f"building {BENCH_LOG} from {settings.data_dir} ...")
         build_log(BENCH_LOG, settings.data_dir)
-    return read_lines(BENCH_LOG)
+    return read_log(BENCH_LOG)

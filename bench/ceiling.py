@@ -6,7 +6,7 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.stack import IN_TOPIC, OUT_TOPIC
+from bench.loaded_stack import IN_TOPIC, OUT_TOPIC
 
 
 async def ceiling_eps(bootstrap: str, n: int) -> float:

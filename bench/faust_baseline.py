@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.stack import IN_TOPIC, PARTITIONS
-from stream import topics
-from stream.launcher import Broker, free_port, spawn, stopping
+from bench.loaded_stack import IN_TOPIC, PARTITIONS
+from stream.kafka.admin import ensure_topics
+from stream.tools.launcher import Broker, free_port, spawn, stopping
 
 
 async def _count_until(bootstrap: str, topic: str, n: int, timeout: float,
@@ -42,7 +42,7 @@ def faust_trivial_eps(broker: Broker, n: int, work_dir: Path, tuned: bool) -> fl
     """Forwarded events/s of bench/faust_trivial.py, from its first output to its n-th."""
     name = "faust-trivial-tuned" if tuned else "faust-trivial"
     out_topic = f"bench.{name}-out"
-    asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=(out_topic,)))
+    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS, names=(out_topic,)))
     env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_IN": IN_TOPIC, "BENCH_OUT": out_topic,
            "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(work_dir / name),
            "BENCH_TUNED": "1" if tuned else "0"}

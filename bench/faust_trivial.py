@@ -1,9 +1,9 @@
 """The reference point: a trivial Faust agent that forwards every message.
 
 BENCH_TUNED unset: Faust's defaults, plus only what Tansu needs to work at
-all (stream/tansu_quirks.py) - the "plain Faust agent" of issue 4.
+all (stream/kafka/tansu.py) - the "plain Faust agent" of issue 4.
 BENCH_TUNED=1: also the producer and poll settings memberstream's app uses
-(stream/app.py), to show how much of the gap tuning alone closes.
+(stream/worker/app.py), to show how much of the gap tuning alone closes.
 Run by `memberstream bench`: `python -m bench.faust_trivial worker -l warn`.
 Environment: BENCH_BROKER (kafka://host:port), BENCH_IN, BENCH_OUT,
 BENCH_WEB_PORT, BENCH_DATADIR.
@@ -12,9 +12,9 @@ import os
 
 import faust
 
-from stream import tansu_quirks
+from stream.kafka import tansu
 
-tansu_quirks.apply()
+tansu.patch_faust()
 
 TUNED = dict(broker_max_poll_records=5000, stream_buffer_maxsize=20000, producer_linger=0.005,
              producer_max_batch_size=262144)
@@ -28,7 +28,7 @@ app = faust.App(
     web_port=int(os.environ.get("BENCH_WEB_PORT", "6066")), web_host="127.0.0.1",
     web_bind="127.0.0.1", consumer_auto_offset_reset="earliest",
     datadir=os.environ.get("BENCH_DATADIR", ".memberstream/bench/faust"),
-    **tansu_quirks.FAUST_SETTINGS, **(TUNED if tuned else {}))
+    **tansu.FAUST_SETTINGS, **(TUNED if tuned else {}))
 source = app.topic(os.environ["BENCH_IN"], key_type=bytes, value_type=bytes,
                    key_serializer="raw", value_serializer="raw")
 sink = app.topic(os.environ["BENCH_OUT"], key_type=bytes, value_type=bytes,

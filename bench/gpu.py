@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.exported_model import load_model
 from bench.provenance import commit, machine
-from stream.launcher import LaunchError, start_triton, stopping
+from stream.tools.launcher import LaunchError, start_triton, stopping
 from stream.settings import Settings
 
 HERE = Path(__file__).parent
@@ -40,7 +40,7 @@ SECONDS = 5.0
 
 
 def excerpt_rows(n: int):
-    from tests.unit.test_serving import excerpt_batch
+    from tests.fixtures.model import excerpt_batch
 
     base = excerpt_batch(every=1)
     reps = -(-n // len(base[0]))

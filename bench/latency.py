@@ -13,9 +13,10 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.stack import PARTITIONS
-from stream import topics
-from stream.launcher import Broker, Worker, spawn, stopping, wait_until
+from bench.loaded_stack import PARTITIONS
+from stream.contract import topics
+from stream.kafka.admin import ensure_topics
+from stream.tools.launcher import Broker, WorkerProcess, spawn, stopping, wait_until
 
 LATENCY_RATES = (500, 2000, 5000)
 LATENCY_SECONDS = 10.0
@@ -31,7 +32,7 @@ def latency_events(lines: list[bytes], rate: int, count: int, start_ms: int) -> 
     """`count` valid events of the log as new members (prefixed ids): (key, event_id, value).
     Event time continues after the log's end at the offered pace, as live traffic would
     (older times would set off every new member's inactivity checkpoints at once)."""
-    from stream.parsing import Rejected, parse_event
+    from stream.domain.parsing import Rejected, parse_event
 
     out = []
     for line in lines:
@@ -48,7 +49,7 @@ def latency_events(lines: list[bytes], rate: int, count: int, start_ms: int) -> 
 
 
 def log_end_ms(lines: list[bytes]) -> int:
-    from stream.parsing import Rejected, parse_event
+    from stream.domain.parsing import Rejected, parse_event
 
     return max(e.ts for e in (parse_event(line, None, 1 << 20) for line in lines)
                if not isinstance(e, Rejected))
@@ -179,7 +180,7 @@ def latency_stages(bootstrap: str, frames_topic: str, sent: dict[str, float],
       frame_to_output     -> the worker sends the update (hop 2, the agent, scoring)
       output_to_arrival   -> the update reaches the consumer (hop 3)
     Record timestamps have millisecond resolution."""
-    from stream import framing
+    from stream.kafka import framing
 
     measured = set(sent) & set(arrivals)
 
@@ -202,7 +203,7 @@ def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int,
     as the batcher's hop and the agent's. No Faust, no state, no model: what the
     broker and its client cost the latency."""
     names = [f"bench.floor.{i}" for i in range(3)]
-    asyncio.run(topics.ensure_topics(broker.bootstrap, PARTITIONS, names=tuple(names)))
+    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS, names=tuple(names)))
     relays = [spawn(f"relay-{i}", [sys.executable, "-m", "bench.relay", broker.bootstrap, names[i],
                                    names[i + 1], str(fetch_max_wait_ms)], work) for i in range(2)]
 
@@ -216,7 +217,7 @@ def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int,
         return _latencies(broker.bootstrap, lines, names[0], names[2], "event_id", settler, say)[0]
 
 
-def latency_ms(broker: Broker, worker: Worker, lines: list[bytes], say: Callable[[str], None],
+def latency_ms(broker: Broker, worker: WorkerProcess, lines: list[bytes], say: Callable[[str], None],
                frames_topic: str) -> tuple[dict, dict]:
     """Event-to-recommendation-update latency at fixed offered rates, produce time to
     arrival at a consumer, over every event whose update arrived; and its stages

@@ -4,10 +4,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from stream.launcher import Worker, records_taken
+from stream.contract import metrics as names
+from stream.tools.launcher import WorkerProcess, records_taken
 
 
-def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
+def pipeline_eps(worker: WorkerProcess, n: int, on_first: Optional[Callable[[], None]] = None) -> dict:
     """The worker consumes the pre-loaded shop.events from the beginning: events/s from
     its first processed record until all n are processed AND every member they touched
     is scored, published and written to the changelog. `on_first` is called when the
@@ -22,25 +23,24 @@ def pipeline_eps(worker: Worker, n: int, on_first: Optional[Callable[[], None]] 
             first, at_first = (now, done), m
             if on_first is not None:
                 on_first()
-        if (done >= n and m.get("memberstream_scoring_backlog", 0) == 0
-                and m.get("memberstream_changelog_backlog", 0) == 0):
+        if done >= n and m.get(names.SCORING_BACKLOG, 0) == 0 and m.get(names.CHANGELOG_BACKLOG, 0) == 0:
             break
         if now > deadline:
             raise TimeoutError(f"pipeline: {done} of {n} events after 900 s")
         time.sleep(0.1)
     t0, d0 = first
-    return {"eps": (n - d0) / (now - t0), "events": int(m["memberstream_events_total"]),
-            "dead_lettered": int(m["memberstream_dead_lettered_total"]),
-            "frames": int(m["memberstream_frames_total"]),
-            "scored_rows": int(m.get("memberstream_scored_rows_total", 0)),
-            "triton_requests": int(m["memberstream_triton_requests_total"]),
-            "alerts": int(m["memberstream_alerts_total"]),
-            "segment_changes": int(m["memberstream_segment_changes_total"]),
-            "recommendation_updates": int(m["memberstream_recommendation_updates_total"]),
-            "checkpoint_rows": int(m.get("memberstream_checkpoint_rows_total", 0)),
-            "checkpoints_known": int(m.get("memberstream_checkpoints_known_total", 0)),
-            "checkpoint_updates": int(m.get("memberstream_checkpoint_updates_total", 0)),
-            # Seconds the agent waited over the measured span, by reason (stream/ingest_agent.py).
+    return {"eps": (n - d0) / (now - t0), "events": int(m[names.EVENTS]),
+            "dead_lettered": int(m[names.DEAD_LETTERED]),
+            "frames": int(m[names.FRAMES]),
+            "scored_rows": int(m.get(names.SCORED_ROWS, 0)),
+            "triton_requests": int(m[names.TRITON_REQUESTS]),
+            "alerts": int(m[names.ALERTS]),
+            "segment_changes": int(m[names.SEGMENT_CHANGES]),
+            "recommendation_updates": int(m[names.RECOMMENDATION_UPDATES]),
+            "checkpoint_rows": int(m.get(names.CHECKPOINT_ROWS, 0)),
+            "checkpoints_known": int(m.get(names.CHECKPOINTS_KNOWN, 0)),
+            "checkpoint_updates": int(m.get(names.CHECKPOINT_UPDATES, 0)),
+            # Seconds the agent waited over the measured span, by reason (stream/processing/waits.py).
             "agent_wait_s": {k[k.index('"') + 1:-2]: round(v - at_first.get(k, 0.0), 3) for k, v in m.items()
-                             if k.startswith("memberstream_agent_wait_seconds_sum{")},
+                             if k.startswith(f"{names.AGENT_WAIT}_sum{{")},
             "seconds": round(now - t0, 3)}

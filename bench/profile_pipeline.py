@@ -21,8 +21,8 @@ from typing import Optional
 
 from bench.pipeline import pipeline_eps
 from bench.provenance import commit, machine
-from bench.stack import loaded_stack, worker_env
-from stream.launcher import start_worker, stopping, wait_until
+from bench.loaded_stack import loaded_stack, bench_worker_env
+from stream.tools.launcher import start_worker, stopping, wait_until
 from stream.settings import Settings
 
 HERE = Path(__file__).parent
@@ -132,7 +132,7 @@ def main() -> int:
     settings = Settings()
     with loaded_stack(settings, "profile") as (lines, broker, triton, work):
         stub = children(triton.process.pid)
-        env = worker_env(broker, triton, state_dir=str(work / "state"))
+        env = bench_worker_env(broker, triton, state_dir=str(work / "state"))
         worker = start_worker(env, work, name="profile-worker")
         with stopping(worker.process):
             spies = []

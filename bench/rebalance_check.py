@@ -18,16 +18,18 @@ import asyncio
 import sys
 import time
 
-from bench.stack import loaded_stack, worker_env
-from stream import framing, topics
-from stream.launcher import start_worker, stopping
+from bench.loaded_stack import loaded_stack, bench_worker_env
+from stream.kafka import framing
+from stream.contract import metrics as names
+from stream.contract import topics
+from stream.tools.launcher import start_worker, stopping
 from stream.settings import Settings
-from stream.tail import messages
+from stream.tools.tail import messages
 
 
 async def table_events(bootstrap: str, topic: str) -> tuple[int, int]:
     """(members, sum of their event counts) from the newest changelog value per key."""
-    from stream.member_state import MemberState
+    from stream.domain.member_state import MemberState
 
     newest = {m.key: m.value async for m in messages(bootstrap, topic, True, idle_s=2.0)
               if not m.key.startswith(b"\x00")}
@@ -47,7 +49,7 @@ def main() -> int:
         return 2
     use_frames = "--direct" not in sys.argv[1:]
     with loaded_stack(settings, "rebalance-check") as (lines, broker, triton, work):
-        env = worker_env(broker, triton, frames="true" if use_frames else "false")
+        env = bench_worker_env(broker, triton, frames="true" if use_frames else "false")
         first = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "a")}, work, name="first")
         with stopping(first.process):
             second = start_worker({**env, "MEMBERSTREAM_STATE_DIR": str(work / "b")}, work, name="second")
@@ -62,14 +64,14 @@ def main() -> int:
                         last, still_since = now, time.monotonic()
                     time.sleep(0.5)
                 shares = (first.processed(), second.processed())
-                cursor = {k: int(first.metrics().get(f"memberstream_{k}_total", 0)
-                                 + second.metrics().get(f"memberstream_{k}_total", 0))
+                cursor = {k: int(first.metrics().get(names.counter(k), 0)
+                                 + second.metrics().get(names.counter(k), 0))
                           for k in ("gap_filled", "redelivered")}
                 members, events = asyncio.run(table_events(
                     broker.bootstrap, f"{settings.app_id}-members-changelog"))
                 in_frames = (asyncio.run(framed(broker.bootstrap, topics.frames_topic(settings.app_id)))
                              if use_frames else None)
-    from stream.parsing import Rejected, parse_event
+    from stream.domain.parsing import Rejected, parse_event
     valid = sum(not isinstance(parse_event(line, None, 1 << 20), Rejected) for line in lines)
     print(f"{'frames' if use_frames else 'direct'}: log {len(lines)} lines, {valid} valid events; "
           f"records taken by the two workers {last} ({shares[0]} + {shares[1]}); members table: {members} members holding "

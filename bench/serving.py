@@ -46,7 +46,7 @@ def main() -> int:
 
     from models.encoding import encode
     from models.serving import ExportedNetwork, bytes_from_wire, bytes_to_wire, export_network, trim_padding
-    from tests.unit.test_serving import excerpt_batch, shipped
+    from tests.fixtures.model import excerpt_batch, shipped
 
     torch.set_num_threads(1)
     model, vocab, _ = shipped()

@@ -10,9 +10,9 @@ def state_bytes_after_50(lines: list[bytes], settings: Settings, loaded) -> dict
     """Serialised state of the first member to reach 50 valid events in the log, with
     what the pipeline adds: the model's churn probability and top-K recommendations."""
     from models.serving import predict
-    from stream.member_state import MemberState, apply_event, model_inputs
-    from stream.parsing import Rejected, parse_event
-    from stream.policies.recommendation_policy import recommendation_update
+    from stream.domain.member_state import MemberState, apply_event, model_inputs
+    from stream.domain.parsing import Rejected, parse_event
+    from stream.domain.policies.recommendation_policy import recommendation_update
 
     model, vocab, hp = loaded
     states: dict[str, MemberState] = {}

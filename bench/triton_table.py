@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from stream.launcher import Triton
+from stream.tools.launcher import Triton
 from stream.settings import Settings
 
 BATCH_SIZES = (1, 16, 64, 256)
@@ -18,8 +18,8 @@ def model_rows(lines: list[bytes], count: int, max_len: int):
     """`count` distinct full-length real sequences as model rows: Online Retail members'
     rolling windows of `max_len` events, one after each event (no two rows equal, so
     no request of the table is answered from the served model's sequence cache)."""
-    from stream.member_state import MemberState, apply_event, model_inputs
-    from stream.parsing import Rejected, parse_event
+    from stream.domain.member_state import MemberState, apply_event, model_inputs
+    from stream.domain.parsing import Rejected, parse_event
 
     states: dict[str, MemberState] = {}
     rows = []

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from .settings import STACK_ENV, Settings
+from stream.settings import STACK_ENV, Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Real-time member intelligence: shop events in, churn alerts and recommendations out.")
@@ -35,7 +35,7 @@ def say(text: str) -> None:
 @cli.command()
 def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> None:
     """Start the embedded broker, Triton and workers; Ctrl-C stops all."""
-    from .stack import running_stack, write_stack_env
+    from stream.tools.stack import running_stack, write_stack_env
 
     settings = Settings()
     with running_stack(settings, settings.state_dir / "up", workers=workers, say=say) as stack:
@@ -58,23 +58,22 @@ def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> 
 @cli.command()
 def worker() -> None:
     """Run one Faust worker against the configured broker and Triton."""
-    Settings().state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    from . import topics
-    from .app import app, settings
-
+    settings = Settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     if settings.uvloop:
         import uvloop  # before any loop of this process exists (the batcher's process installs its own)
 
         uvloop.install()
+    from faust import Worker as FaustWorker
 
-    from .processor import tune_gc
+    from stream.kafka.admin import ensure_topics
+    from stream.processing.processor import tune_gc
+    from stream.worker.app import build_app
 
     tune_gc(settings.gc_threshold)
-    asyncio.run(topics.ensure_topics(settings.bootstrap_servers, settings.partitions))
-    from . import ingest_agent, web  # noqa: F401  (registers the agent and the pages)
-    from faust import Worker
-
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions))
+    app, _ = build_app(settings)
+    FaustWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
 @cli.command()
@@ -83,7 +82,7 @@ def replay(file: Path = typer.Argument(..., help="JSON lines, one input event pe
            speed: Optional[float] = typer.Option(None, help="event-time factor: 3600 = an hour per second"),
            rate: Optional[float] = typer.Option(None, help="fixed events per second")) -> None:
     """Publish a recorded log to shop.events."""
-    from .replay import replay as run
+    from stream.tools.replay import replay as run
 
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise CliError("give at most one of --max, --speed, --rate")
@@ -102,7 +101,7 @@ def tail(topic: str = typer.Argument(..., help="e.g. crm.churn-alerts"),
     """Print a topic's messages, one JSON object per line, flushed as they arrive."""
     import orjson
 
-    from .tail import as_json, messages
+    from stream.tools.tail import as_json, messages
 
     settings = Settings()
 
@@ -189,7 +188,7 @@ def make_log(out: Path = typer.Option(DEMO_LOG), every: int = typer.Option(
 @cli.command()
 def schemas(out: Path = typer.Option(Path("schemas"))) -> None:
     """Write the JSON Schema of every topic."""
-    from .schemas import write_json_schemas
+    from stream.contract.schemas import write_json_schemas
 
     for path in write_json_schemas(out):
         say(f"wrote {path}")
@@ -198,7 +197,7 @@ def schemas(out: Path = typer.Option(Path("schemas"))) -> None:
 @cli.command()
 def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: built from Online Retail)")) -> None:
     """What `make demo` runs: the whole path on real parts, live, with a summary."""
-    from .demo import run_demo
+    from stream.tools.demo import run_demo
 
     settings = Settings()
     if not (settings.triton_repo / settings.triton_model / "config.pbtxt").is_file():
@@ -216,19 +215,11 @@ def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: 
 
 
 def _make_log(out: Path, every: int) -> int:
-    import orjson
-
     from models.datasets import contract_events, online_retail
+    from stream.tools.logs import write_log
 
     events = online_retail(Settings().data_dir, include_cancellations=True)
-    kept = [e for e in events if int(e.member_id) % every == 0]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(out, "wb") as fh:
-        for event in contract_events(kept):
-            fh.write(orjson.dumps(event) + b"\n")
-            n += 1
-    return n
+    return write_log(out, contract_events([e for e in events if int(e.member_id) % every == 0]))
 
 
 def _bad_settings(exc) -> str:
@@ -243,8 +234,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from models.datasets import DataError
 
-    from .launcher import LaunchError
-    from .replay import ReplayError
+    from stream.tools.launcher import LaunchError
+    from stream.tools.logs import LogError
+    from stream.tools.replay import ReplayError
 
     try:
         cli(args=argv, prog_name="memberstream", standalone_mode=False)
@@ -260,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (CliError, LaunchError, ReplayError, DataError, LookupError, OSError) as exc:
+    except (CliError, LaunchError, LogError, ReplayError, DataError, LookupError, OSError) as exc:
         print(f"memberstream: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

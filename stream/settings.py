@@ -7,6 +7,7 @@ No other module reads os.environ.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port")
     triton_model: str = "memberstream"
     triton_timeout_s: float = 5.0
-    # True when the broker is the embedded Tansu: applies stream/tansu_quirks.py.
+    # True when the broker is the embedded Tansu: its workarounds apply (stream/kafka/broker.py).
     embedded_broker: bool = False
 
     # The Faust application
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
     web_url: str | None = None
     state_dir: Path = STATE_DIR
     log_level: str = "warning"
-    # The worker's event loops on uvloop (REAL-PARTS.md: +10-19 % for a Faust agent).
+    # The worker's event loops on uvloop (docs/broker.md: +10-19 % for a Faust agent).
     uvloop: bool = True
     # Allocations between young-generation garbage collections in the worker (Python's
     # default: 700; the batcher's process keeps that, it holds no states). The members'
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
     # The worker's producers (outputs, changelog, Faust's own): wait to fill a batch. 0:
     # the outputs of a batch already travel as one record batch per partition.
     producer_linger_s: float = Field(0.0, ge=0)
-    # Against the embedded broker every Fetch waits its full max wait (tansu_quirks 4).
+    # Against the embedded broker every Fetch waits its full max wait (docs/broker.md, quirk 4).
     tansu_fetch_max_wait_ms: int = Field(20, ge=1)
     # Agent batches whose inactivity checkpoints may await their scores at once while
     # the agent goes on with the next (1: each batch waits for its own).
@@ -104,10 +105,22 @@ class Settings(BaseSettings):
         return sorted(set(days))
 
     @property
-    def fetch_max_wait_ms(self) -> int:
-        """For the app's own plain consumers (batcher, input refetcher)."""
-        return self.tansu_fetch_max_wait_ms if self.embedded_broker else 500
-
-    @property
     def bootstrap_servers(self) -> str:
         return self.broker_url.removeprefix("kafka://")
+
+
+def environment(**values: object) -> dict[str, str]:
+    """The MEMBERSTREAM_* variables that give a child process these settings, by field
+    name (`environment(partitions=4, frames=False)`)."""
+    unknown = set(values) - set(Settings.model_fields)
+    if unknown:
+        raise ValueError(f"no such setting: {', '.join(sorted(unknown))}")
+    return {f"MEMBERSTREAM_{name.upper()}": _env_text(value) for name, value in values.items()}
+
+
+def _env_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return str(value)

@@ -42,8 +42,8 @@ class CutoffRows:
 
 def stream_rows(events: list[MemberEvent], cutoff_ts: float, max_len: int) -> CutoffRows:
     """Model rows at the cutoff, built by the streaming system's parser and state."""
-    from stream.member_state import MemberState, apply_event, model_inputs
-    from stream.parsing import Rejected, parse_event
+    from stream.domain.member_state import MemberState, apply_event, model_inputs
+    from stream.domain.parsing import Rejected, parse_event
 
     states: dict[str, MemberState] = {}
     for record in contract_events(e for e in events if e.ts < cutoff_ts):

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.launcher import (Broker, LaunchError, Triton, Worker, start_broker, start_triton, start_worker,
-                             wait_until)
-from stream.replay import replay
+from stream.tools.launcher import (Broker, LaunchError, Triton, WorkerProcess, start_broker, start_triton,
+                                   start_worker, wait_until, worker_env)
+from stream.domain.member_state import MemberState
+from stream.processing import keys
+from stream.tools.replay import replay
 from stream.settings import Settings
-from stream.tail import messages
+from stream.tools.tail import messages
 
 ROOT = Path(__file__).parents[2]
 EXCERPT = ROOT / "tests" / "data" / "online-retail-excerpt.jsonl"
@@ -40,16 +43,13 @@ class Cluster:
     def __init__(self, broker: Broker, triton: Triton, work_dir: Path, partitions: int = 4):
         self.broker, self.triton, self.work_dir = broker, triton, work_dir
         self.partitions = partitions
-        self.workers: list[Worker] = []
+        self.workers: list[WorkerProcess] = []
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {"MEMBERSTREAM_BROKER_URL": self.broker.url, "MEMBERSTREAM_TRITON_URL": self.triton.grpc_url,
-               "MEMBERSTREAM_EMBEDDED_BROKER": "true", "MEMBERSTREAM_PARTITIONS": str(self.partitions),
-               "MEMBERSTREAM_STATE_DIR": str(self.work_dir / "state")}
-        env.update({f"MEMBERSTREAM_{k.upper()}": v for k, v in extra.items()})
-        return env
+    def env(self, **extra: object) -> dict[str, str]:
+        return worker_env(self.broker, self.triton, self.partitions,
+                          **{"state_dir": self.work_dir / "state", **extra})
 
-    def start_worker(self, **extra: str) -> Worker:
+    def start_worker(self, **extra: object) -> WorkerProcess:
         w = start_worker(self.env(**extra), self.work_dir, name=f"worker-{len(self.workers) + 1}")
         self.workers.append(w)
         return w
@@ -58,7 +58,7 @@ class Cluster:
         stats = asyncio.run(replay(Path("-"), self.broker.bootstrap, self.partitions, rate=rate, lines=lines))
         return stats.sent
 
-    def wait_processed(self, worker: Worker, n: int, timeout: float = 120) -> None:
+    def wait_processed(self, worker: WorkerProcess, n: int, timeout: float = 120) -> None:
         wait_until(lambda: worker.settled(n), timeout, f"worker to take {n} records and score them",
                    worker.process, 0.2)
 
@@ -69,6 +69,36 @@ class Cluster:
 
     def read_json(self, topic: str, count: int | None = None, idle_s: float = 2.0) -> list[dict]:
         return [orjson.loads(m.value) for m in self.read(topic, count, idle_s)]
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offset per partition of `topic` (-1: none)."""
+        async def run():
+            c = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap, group_id=group, enable_auto_commit=False)
+            await c.start()
+            try:
+                offsets = {p: await c.committed(TopicPartition(topic, p)) for p in range(self.partitions)}
+                return {p: -1 if offset is None else offset for p, offset in offsets.items()}
+            finally:
+                await c.stop()
+        return asyncio.run(run())
+
+    def ends(self, topic: str) -> dict[int, int]:
+        """True end offset per partition, by reading the topic (Tansu's ListOffsets(LATEST)
+        is short of it: docs/broker.md, quirk 2)."""
+        ends = {p: 0 for p in range(self.partitions)}
+        for m in self.read(topic, idle_s=1.0):
+            ends[m.partition] = max(ends[m.partition], m.offset + 1)
+        return ends
+
+    def changelog(self, app_id: str = "memberstream") -> tuple[dict[str, MemberState], dict[int, int]]:
+        """The newest member states and input offsets in the members changelog."""
+        states, inputs = {}, {}
+        for m in self.read(f"{app_id}-members-changelog", idle_s=1.0):
+            if m.key.startswith(keys.INPUT_PREFIX):
+                inputs[int(m.key[len(keys.INPUT_PREFIX):])] = int(m.value)
+            elif not keys.is_bookkeeping(m.key):
+                states[m.key.decode()] = MemberState.from_bytes(m.value)
+        return states, inputs
 
     def stop(self) -> None:
         for w in reversed(self.workers):
@@ -116,7 +146,7 @@ def _alive(pid: int, started: str) -> bool:
     return stat is not None and stat[19] == started and stat[0] != "Z"
 
 
-def sigkill(worker: Worker, timeout: float = 15.0) -> None:
+def sigkill(worker: WorkerProcess, timeout: float = 15.0) -> None:
     """SIGKILL the worker by its PID (a crash: no flush, no commit, no goodbye), then
     wait until its children (the batcher) are gone too; a child still there after
     `timeout` is SIGKILLed by its PID and the wait fails."""

@@ -10,7 +10,7 @@ import sys
 import orjson
 import pytest
 
-from stream.launcher import wait_until
+from stream.tools.launcher import wait_until
 
 from .conftest import EXCERPT, ROOT
 

@@ -1,7 +1,7 @@
 """Crash safety of the members table and the input cursor, against real processes:
 a worker SIGKILLed in mid-run, a partition revoked while its states are dirty, and
 records Faust's group offsets pass over on the default framed path (DESIGN.md
-section 8: the Publisher's flush, the input cursor, frames, end markers)."""
+section 8: the commit protocol, the input cursor, frames, end markers)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream import framing, topics
-from stream.batcher import Batcher
-from stream.input_cursor import INPUT_PREFIX
-from stream.launcher import LaunchError, Worker, records_taken, start_broker, wait_until
-from stream.member_state import MemberState
+from stream.kafka import framing
+from stream.contract import topics
+from stream.kafka.admin import ensure_topics
+from stream.kafka.batcher import Batcher
+from stream.tools.launcher import LaunchError, WorkerProcess, records_taken, start_broker, wait_until
 
 from .conftest import Cluster, excerpt_lines, settings, sigkill
 from .test_pipeline import _valid_by_member
@@ -27,28 +27,11 @@ pytestmark = pytest.mark.integration
 
 APP = settings().app_id
 FRAMES = topics.frames_topic(APP)
-CHANGELOG = f"{APP}-members-changelog"
 BATCHER_GROUP = f"{APP}-batcher"
 PARTITIONS = 4
 
 
 # --- reading the broker ------------------------------------------------------------------
-
-def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of `topic` (-1: none)."""
-    async def run():
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await c.start()
-        try:
-            out = {}
-            for p in range(PARTITIONS):
-                offset = await c.committed(TopicPartition(topic, p))
-                out[p] = -1 if offset is None else offset
-            return out
-        finally:
-            await c.stop()
-    return asyncio.run(run())
-
 
 def _commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Commit `offsets` for `group` on `topic` (the group must have no live members)."""
@@ -64,29 +47,9 @@ def _commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> 
     asyncio.run(run())
 
 
-def _ends(cluster: Cluster, topic: str) -> dict[int, int]:
-    """True end offset per partition, by reading the topic (Tansu's ListOffsets(LATEST)
-    is short of it: quirk 2)."""
-    ends = {p: 0 for p in range(PARTITIONS)}
-    for m in cluster.read(topic, idle_s=1.0):
-        ends[m.partition] = max(ends[m.partition], m.offset + 1)
-    return ends
-
-
-def _changelog(cluster: Cluster) -> tuple[dict[str, MemberState], dict[int, int]]:
-    """The newest member states and input offsets in the members changelog."""
-    states, inputs = {}, {}
-    for m in cluster.read(CHANGELOG, idle_s=1.0):
-        if m.key.startswith(INPUT_PREFIX):
-            inputs[int(m.key[len(INPUT_PREFIX):])] = int(m.value)
-        elif not m.key.startswith(b"\x00"):
-            states[m.key.decode()] = MemberState.from_bytes(m.value)
-    return states, inputs
-
-
 def _framed(cluster: Cluster, shop_ends: dict[int, int], timeout: float = 60.0) -> None:
     """Every shop.events record framed: the batchers' group committed the topic's end."""
-    wait_until(lambda: all(_committed(cluster.broker.bootstrap, BATCHER_GROUP, topics.SHOP_EVENTS)[p] >= end
+    wait_until(lambda: all(cluster.committed(BATCHER_GROUP, topics.SHOP_EVENTS)[p] >= end
                            for p, end in shop_ends.items() if end),
                timeout, "the batchers to frame all of shop.events", interval=0.3)
 
@@ -95,8 +58,8 @@ def _handed_over(cluster: Cluster, timeout: float = 60.0) -> None:
     """Faust's group committed the frames topic's end: nothing left for Faust to redeliver.
     (Only where no rebalance came: Faust may skip a partition's newest frames at one, and
     then never commits them; the input cursor reads them.)"""
-    ends = _ends(cluster, FRAMES)
-    wait_until(lambda: all(_committed(cluster.broker.bootstrap, APP, FRAMES)[p] >= end
+    ends = cluster.ends(FRAMES)
+    wait_until(lambda: all(cluster.committed(APP, FRAMES)[p] >= end
                            for p, end in ends.items() if end),
                timeout, "Faust to hand over and commit every frame", interval=0.3)
 
@@ -111,7 +74,7 @@ def _frames(cluster: Cluster) -> dict[int, list[tuple[int, list[tuple[int, bytes
     return out
 
 
-def _taken(workers: list[Worker], records: int, flushed: bool = True, timeout: float = 60.0) -> None:
+def _taken(workers: list[WorkerProcess], records: int, flushed: bool = True, timeout: float = 60.0) -> None:
     """The workers took `records` input records between them and scored every member they
     touched (and, `flushed`, wrote all to the changelog). Fails the test, with the metrics,
     when they do not within `timeout`."""
@@ -128,12 +91,12 @@ def _taken(workers: list[Worker], records: int, flushed: bool = True, timeout: f
 
 # --- what a run leaves ---------------------------------------------------------------------
 
-def _member(worker: Worker, member: str) -> dict:
+def _member(worker: WorkerProcess, member: str) -> dict:
     with urllib.request.urlopen(f"{worker.web_url}/members/{member}", timeout=10) as r:
         return json.load(r)
 
 
-def _outcome(cluster: Cluster, worker: Worker, members) -> dict:
+def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
     """Every member's state (GET /members, routed to its owner) and the output topics."""
     alerts = cluster.read_json(topics.CHURN_ALERTS, idle_s=1.0)
     final_recs = {}
@@ -232,19 +195,18 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     valid, _ = _valid_by_member(lines)
     head = 300
     valid_head, _ = _valid_by_member(lines[:head])
-    bootstrap = cluster.broker.bootstrap
     # Flushes every 8 s: the head is flushed (waited for), what comes after it is not yet
     # when the kill comes a few seconds later.
     first = cluster.start_worker(changelog_flush_s="8")
     cluster.wait_processed(first, cluster.replay(lines[:head]), timeout=60)
-    _, head_inputs = _changelog(cluster)
+    _, head_inputs = cluster.changelog()
     rest = _Replay(cluster, lines[head:], rate=100.0)  # about 6 s
     rest.start()
     try:
         # Killed once Faust has committed frames past the flushed input offsets: the
         # replacement's Faust starts beyond what the changelog holds (a gap to fill).
         wait_until(lambda: first.processed() >= head + 100 and any(
-            o > head_inputs[p] for p, o in _committed(bootstrap, APP, FRAMES).items()),
+            o > head_inputs[p] for p, o in cluster.committed(APP, FRAMES).items()),
             30, "the first worker to take 100 more records and Faust to commit them", first.process, 0.1)
         seen = first.metrics()
         replay_running = rest.is_alive()
@@ -257,11 +219,11 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     assert head < records_taken(seen) < len(lines), seen
 
     # What the crash left in the changelog, and where the dead worker's Faust had got to.
-    states, inputs = _changelog(cluster)
-    faust = _committed(bootstrap, APP, FRAMES)
+    states, inputs = cluster.changelog()
+    faust = cluster.committed(APP, FRAMES)
     second = cluster.start_worker()
     assert rest.finish() == len(lines) - head
-    _framed(cluster, _ends(cluster, topics.SHOP_EVENTS))
+    _framed(cluster, cluster.ends(topics.SHOP_EVENTS))
     frames = _frames(cluster)
     # A consistent prefix: the stored states hold exactly the events of the frames below
     # the stored input offsets, no more, no fewer.
@@ -304,7 +266,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
 
 # --- 2. revoked with dirty states ------------------------------------------------------------
 
-def _owned(worker: Worker) -> set[int] | None:
+def _owned(worker: WorkerProcess) -> set[int] | None:
     """The partitions a ready worker owns (None while it is not ready: rebalancing)."""
     try:
         with urllib.request.urlopen(f"{worker.web_url}/health", timeout=5) as r:
@@ -324,12 +286,12 @@ def test_partitions_revoked_with_dirty_states_reach_their_new_owner_exactly(clus
     part = {m: clean["members"][m]["partition"] for m in valid}  # murmur2 of the key: any broker
     first = cluster.start_worker(changelog_flush_s="60", changelog_flush_members="100000")
     cluster.replay(lines[:head])
-    head_ends = _ends(cluster, topics.SHOP_EVENTS)
+    head_ends = cluster.ends(topics.SHOP_EVENTS)
     _taken([first], head, flushed=False)
     _handed_over(cluster)  # so that a new owner gets no redeliveries of the head
     # Dirty: all applied and scored, nothing in the changelog yet.
     assert first.metrics()["memberstream_changelog_backlog"] > 0
-    assert _changelog(cluster) == ({}, {})
+    assert cluster.changelog() == ({}, {})
 
     second = cluster.start_worker()
     wait_until(lambda: (a := _owned(first)) is not None and (b := _owned(second)) is not None
@@ -339,14 +301,14 @@ def test_partitions_revoked_with_dirty_states_reach_their_new_owner_exactly(clus
     moved_members = {m for m in valid if part[m] in moved}
     assert moved_members & set(valid_head), (moved, part)
     # Flushed on revocation: the moved members' states and their partitions' input offsets.
-    states, inputs = _changelog(cluster)
+    states, inputs = cluster.changelog()
     assert {m: (states[m].n_events, states[m].last_event_id) for m in states if m in moved_members} == {
         m: (len(e), e[-1]["event_id"]) for m, e in valid_head.items() if m in moved_members}
     assert moved <= set(inputs), inputs
     assert second.metrics()["memberstream_members"] == len(moved_members & set(valid_head))
 
     cluster.replay(lines[head:])
-    ends = _ends(cluster, topics.SHOP_EVENTS)
+    ends = cluster.ends(topics.SHOP_EVENTS)
     _taken([first, second], len(lines), flushed=False)
     m1, m2 = first.metrics(), second.metrics()
     # Each the records of the tail on its partitions (and the first worker the head).
@@ -379,9 +341,9 @@ def test_frames_the_group_offsets_pass_over_are_read_directly_and_applied_once(c
     lines = excerpt_lines()
     valid, _ = _valid_by_member(lines)
     bootstrap = cluster.broker.bootstrap
-    asyncio.run(topics.ensure_topics(bootstrap, PARTITIONS, names=topics.ALL + (FRAMES,)))
+    asyncio.run(ensure_topics(bootstrap, PARTITIONS, names=topics.ALL + (FRAMES,)))
     cluster.replay(lines)
-    shop_ends = _ends(cluster, topics.SHOP_EVENTS)
+    shop_ends = cluster.ends(topics.SHOP_EVENTS)
     # The project's batcher, alone (its own process, stopped by PID), in frames of 25
     # records: several frames per partition, all written before any agent runs.
     batcher = Batcher(bootstrap, topics.SHOP_EVENTS, FRAMES, BATCHER_GROUP, frame_records=25,
@@ -390,7 +352,7 @@ def test_frames_the_group_offsets_pass_over_are_read_directly_and_applied_once(c
     try:
         def framed() -> bool:
             assert batcher.error is None, batcher.error
-            committed = _committed(bootstrap, BATCHER_GROUP, topics.SHOP_EVENTS)
+            committed = cluster.committed(BATCHER_GROUP, topics.SHOP_EVENTS)
             return batcher.records == len(lines) and all(committed[p] >= e for p, e in shop_ends.items() if e)
         wait_until(framed, 60, "the batcher to frame shop.events", interval=0.3)
     finally:

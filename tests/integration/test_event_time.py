@@ -2,14 +2,13 @@
 replay at any speed decides the same."""
 from __future__ import annotations
 
-from collections import defaultdict
 
 import orjson
 import pytest
 
-from stream import topics
-from stream.event_time import DAY_MS, rfc3339
-from stream.policies.churn_policy import alert_id
+from stream.contract import topics
+from stream.domain.event_time import DAY_MS, rfc3339
+from stream.domain.policies.churn_policy import alert_id
 
 from .conftest import Cluster, excerpt_lines
 
@@ -67,7 +66,7 @@ def _run_excerpt(broker, triton, work, rate):
 
 
 def test_fast_and_slow_replays_decide_the_same(triton, tmp_path):
-    from stream.launcher import start_broker
+    from stream.tools.launcher import start_broker
 
     runs = []
     for name, rate in (("fast", None), ("slow", 400.0)):

@@ -9,7 +9,7 @@
   a fallback, no alert (today's behaviour, pinned).
 
 Alerts and recommendations are compared with the expectations derived from
-the excerpt in-process (tests/expected.py).
+the excerpt in-process (tests/fixtures/expected.py).
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
-from stream import framing, topics
-from stream.input_cursor import INPUT_PREFIX
-from stream.launcher import wait_until
-from tests.expected import (PARTITIONS, derived, derived_without_scoring, expected_alerts, expected_final_top5,
+from stream.kafka import framing
+from stream.contract import topics
+from stream.tools.launcher import wait_until
+from tests.fixtures.expected import (PARTITIONS, derived, derived_without_scoring, expected_alerts, expected_final_top5,
                             partition_for)
 
 from .conftest import Cluster, excerpt_lines, settings
@@ -39,7 +39,6 @@ from .test_pipeline import _valid_by_member
 pytestmark = pytest.mark.integration
 
 GROUP = settings().app_id  # the Faust consumer group of the agent
-CHANGELOG = f"{settings().app_id}-members-changelog"
 DLQ_HEADERS = ["error", "error_detail", "source_topic", "source_partition", "source_offset", "rejected_at"]
 PATHS = pytest.mark.parametrize("frames", [True, False], ids=["frames", "direct"])
 
@@ -59,15 +58,6 @@ def _offsets(cluster: Cluster, topic: str) -> dict[int, list[int]]:
     for m in cluster.read(topic):
         out[m.partition].append(m.offset)
     return {p: sorted(o) for p, o in out.items()}
-
-
-def _stored_cursor(cluster: Cluster) -> dict[int, int]:
-    """The input cursor in the members changelog: partition -> its newest stored offset."""
-    out = {}
-    for m in cluster.read(CHANGELOG):
-        if m.key is not None and m.key.startswith(INPUT_PREFIX):
-            out[int(m.key[len(INPUT_PREFIX):])] = int(m.value)
-    return out
 
 
 async def _group_consumer(cluster: Cluster) -> AIOKafkaConsumer:
@@ -236,7 +226,7 @@ def test_records_redelivered_below_the_stored_cursor_are_dropped_and_counted(clu
     held = _offsets(cluster, topic)
     ends = {p: (o[-1] + 1 if o else 0) for p, o in held.items()}
     assert all(o == list(range(len(o))) for o in held.values())
-    assert _stored_cursor(cluster) == ends  # all applied, flushed at shutdown
+    assert cluster.changelog()[1] == ends  # all applied, flushed at shutdown
     assert _committed(cluster, topic) == ends  # Faust's own commits
     if frames:  # partition 0 from its start, 1 half-way, 2 by one frame, 3 not
         assert min(ends.values()) >= 2, ends
@@ -309,7 +299,7 @@ def nowhere():
 def cluster_without_triton(broker, nowhere, tmp_path):
     """A broker and workers whose MEMBERSTREAM_TRITON_URL points at `nowhere` (the
     session's Triton is not used, so not stopped either)."""
-    c = Cluster(broker, SimpleNamespace(grpc_url=nowhere), tmp_path)
+    c = Cluster(broker, SimpleNamespace(grpc_url=nowhere, model="memberstream"), tmp_path)
     yield c
     c.stop()
 

@@ -9,8 +9,9 @@ import urllib.request
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream import topics
-from stream.input_cursor import Refetcher
+from stream.contract import topics
+from stream.kafka.admin import ensure_topics
+from stream.kafka.refetcher import Refetcher
 
 from .conftest import excerpt_lines, settings
 from .test_pipeline import _valid_by_member
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_refetcher_reads_ranges_and_sees_a_recreated_topic(broker):
     async def run():
-        await topics.ensure_topics(broker.bootstrap, 2, names=("cursor-test",))
+        await ensure_topics(broker.bootstrap, 2, names=("cursor-test",))
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
         await producer.start()
         try:

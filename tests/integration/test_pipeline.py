@@ -8,10 +8,10 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
-from stream import topics
-from stream.policies.churn_policy import alert_id
+from stream.contract import topics
+from stream.domain.policies.churn_policy import alert_id
 
-from stream.launcher import start_broker
+from stream.tools.launcher import start_broker
 
 from .conftest import Cluster, excerpt_lines
 
@@ -107,7 +107,7 @@ def test_outputs_carry_the_contract_and_one_scoring_call_per_batch(run):
 def _last_event_before(alert) -> str:
     """The member's newest valid event before the alert's event time, from the log."""
     valid, _ = _valid_by_member(excerpt_lines())
-    from stream.schemas import ShopEvent
+    from stream.contract.schemas import ShopEvent
     at = ShopEvent._event_time(alert["event_time"])
     events = [e for e in valid[alert["member_id"]] if ShopEvent._event_time(e["ts"]) <= at]
     return events[-1]["event_id"]

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from stream import topics
+from stream.contract import topics
 
 from .conftest import excerpt_lines
 from .test_pipeline import EXPECTED_ALERTS, _valid_by_member

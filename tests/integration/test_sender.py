@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream import topics
-from stream.sender import BatchSender
+from stream.kafka.admin import ensure_topics
+from stream.kafka.sender import BatchSender
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_batch_sender_partitions_orders_and_splits_like_send(broker):
     big = b"x" * 300_000  # four of them overflow one 1 MiB batch
 
     async def go():
-        await topics.ensure_topics(broker.bootstrap, 4, names=("by-sender", "by-send"))
+        await ensure_topics(broker.bootstrap, 4, names=("by-sender", "by-send"))
         sender = BatchSender(broker.bootstrap, 0.0)
         plain = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
         await plain.start()

@@ -14,10 +14,10 @@ import torch
 from models.encoding import ItemVocabulary
 from models.network import MemberTransformer
 from models.serving import predict
-from stream.launcher import LaunchError, start_triton, stopping
-from stream.member_state import MemberState, apply_event, model_inputs
-from stream.parsing import parse_event
-from stream.scorer import Row, ScoringUnavailable, TritonScorer
+from stream.tools.launcher import LaunchError, start_triton, stopping
+from stream.domain.member_state import MemberState, apply_event, model_inputs
+from stream.domain.parsing import parse_event
+from stream.scoring.triton import Row, ScoringUnavailable, TritonScorer
 
 from .conftest import ROOT, excerpt_lines
 

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from stream.launcher import wait_until
+from stream.tools.launcher import wait_until
 
 from .conftest import excerpt_lines
 from .test_pipeline import _valid_by_member

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from stream.inactivity import InactivitySchedule
+from stream.domain.inactivity import InactivitySchedule
 from stream.settings import Settings
 
 

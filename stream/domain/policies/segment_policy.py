@@ -1,0 +1,54 @@
+"""Lifecycle stage and value tier; a change is published, nothing else."""
+from __future__ import annotations
+
+from typing import Optional
+
+from stream.domain.event_time import rfc3339
+from stream.domain.member_state import MemberState
+from stream.contract.schemas import SCHEMA_VERSION
+
+
+def lifecycle_stage(state: MemberState, purchase_visits: int, loyal_after_visits: int) -> str:
+    if state.churned:
+        return "churned"
+    if state.episode is not None:
+        return "at_risk"
+    if state.reactivated:
+        return "reactivated"
+    if purchase_visits >= loyal_after_visits:
+        return "loyal"
+    if purchase_visits >= 2:
+        return "active"
+    return "new"
+
+
+def tier(monetary: float, thresholds: list[float]) -> str:
+    silver, gold = thresholds
+    return "gold" if monetary >= gold else "silver" if monetary >= silver else "bronze"
+
+
+def on_member_event(state: MemberState, started_visit: bool) -> None:
+    """The member acted: an open episode or churn ends, and they count as reactivated
+    until their next new order."""
+    if state.episode is not None or state.churned:
+        state.episode = None
+        state.churned = False
+        state.reactivated = True
+    elif started_visit:
+        state.reactivated = False
+
+
+def segment_change(state: MemberState, purchase_visits: int, monetary: float, at_ms: int,
+                   loyal_after_visits: int, thresholds: list[float]) -> Optional[dict]:
+    """Stage and tier as of one step (counters as they were then); None if unchanged.
+    The `crm.segments` message as a dict in the field order of schemas.SegmentChange
+    (checked against the model in tests/unit/test_policies.py)."""
+    stage = lifecycle_stage(state, purchase_visits, loyal_after_visits)
+    level = tier(monetary, thresholds)
+    if stage == state.stage and level == state.tier:
+        return None
+    change = {"schema_version": SCHEMA_VERSION, "member_id": state.member_id, "lifecycle_stage": stage,
+              "tier": level, "previous_lifecycle_stage": state.stage, "previous_tier": state.tier,
+              "event_time": rfc3339(at_ms)}
+    state.stage, state.tier = stage, level
+    return change

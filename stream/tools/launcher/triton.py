@@ -1,0 +1,112 @@
+"""Triton Inference Server: the binary inside nvidia-pytriton, with the Python
+backend on the CPU, on free loopback ports (docs/triton.md)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from stream.tools.launcher.process import LaunchError, Process, free_port, http_ok, spawn, wait_until
+
+SHM = Path("/dev/shm")
+TRITON_SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def _pytriton_root() -> Path:
+    try:
+        return Path(str(resources.files("pytriton"))) / "tritonserver"
+    except ModuleNotFoundError as exc:
+        raise LaunchError("nvidia-pytriton is not installed") from exc
+
+
+def python_backend_dir(work_dir: Path) -> Path:
+    """A backend folder: the Python backend plus the 3.11 stub (never in triton_repo/)."""
+    root = _pytriton_root()
+    target = work_dir / "backends" / "python"
+    target.mkdir(parents=True, exist_ok=True)
+    src = root / "backends" / "python"
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(src / name, target / name)
+    stub = root / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+    shutil.copy2(stub / "triton_python_backend_stub", target / "triton_python_backend_stub")
+    return target.parent
+
+
+def triton_env() -> dict:
+    """The stub runs the first python3 on PATH with its own libpython: point both at us."""
+    libs = [str(Path(str(resources.files("pytriton"))).parent / "nvidia_pytriton.libs"),
+            sysconfig.get_config_var("LIBDIR")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBERSTREAM_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _shm_regions() -> set[str]:
+    if not SHM.is_dir():
+        return set()
+    return {p.name for p in SHM.iterdir() if p.name.startswith(TRITON_SHM_PREFIX)}
+
+
+@dataclass
+class Triton:
+    process: Process
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    model: str
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
+                 config_name: str | None = None) -> Triton:
+    """`config_name="gpu"` serves `<model>/configs/gpu.pbtxt` instead of config.pbtxt."""
+    repo = Path(repo).resolve()
+    if not (repo / model / "config.pbtxt").is_file():
+        raise LaunchError(f"no model '{model}' in {repo} (run `memberstream train` and `export`)")
+    if config_name and not (repo / model / "configs" / f"{config_name}.pbtxt").is_file():
+        raise LaunchError(f"no configs/{config_name}.pbtxt for model '{model}' in {repo}")
+    root = _pytriton_root()
+    backends = python_backend_dir(work_dir)
+    caches = work_dir / "caches"
+    caches.mkdir(parents=True, exist_ok=True)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    before = _shm_regions()
+    proc = spawn("triton", [
+        str(root / "bin" / "tritonserver"), f"--model-repository={repo}",
+        f"--backend-directory={backends}", f"--cache-directory={caches}",
+        "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+        f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
+        "--model-control-mode=explicit", f"--load-model={model}",
+        "--disable-auto-complete-config", "--log-verbose=0",
+        *([f"--model-config-name={config_name}"] if config_name else []),
+    ], work_dir, env=triton_env())
+
+    def remove_own_shm() -> None:
+        # Regions left by this server only: those that appeared after it started.
+        for name in _shm_regions() - before:
+            with contextlib.suppress(OSError):
+                (SHM / name).unlink()
+
+    proc.on_stop.append(remove_own_shm)
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/models/{model}/ready"),
+                   timeout, "Triton", proc, interval=0.2)
+    except BaseException:
+        proc.stop()
+        raise
+    return Triton(proc, http, grpc, metrics, model)
+
+

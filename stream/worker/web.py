@@ -1,0 +1,70 @@
+"""The worker's HTTP interface: /health, /metrics, /members/{member_id}."""
+from __future__ import annotations
+
+import faust
+
+from stream.contract import metrics as names
+from stream.domain.event_time import rfc3339
+from stream.worker.stall_watcher import StallWatcher
+from stream.worker.worker import Worker
+
+
+def register(app: faust.App, worker: Worker, members: faust.Table, watcher: StallWatcher) -> None:
+    processor, batcher = worker.processor, worker.batcher
+
+    @app.page("/health")
+    async def health(web, request):
+        """200 once the worker owns partitions, has recovered its table and (with frames)
+        its batcher has joined its group, else 503."""
+        assigned = sorted(watcher.owned()) if app.consumer else []
+        ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
+                 and (not worker.settings.frames or batcher.joined.is_set()))
+        return web.json({"status": "ok" if ready else "starting", "model_version": worker.scorer.model_version,
+                         "partitions": assigned}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        return web.text(metrics_text(worker), content_type="text/plain; version=0.0.4")
+
+    @app.page("/members/{member_id}")
+    @app.table_route(table=members, match_info="member_id")
+    async def member(web, request, member_id: str):
+        state = processor.state(member_id)
+        if state is None:
+            return web.json({"error": f"unknown member {member_id}"}, status=404)
+        return web.json({
+            "member_id": state.member_id, "partition": state.partition,
+            "events": state.n_events, "last_event_id": state.last_event_id,
+            "last_event_time": rfc3339(state.last_ts), "purchase_visits": state.purchase_visits,
+            "monetary": round(state.monetary, 2), "lifecycle_stage": state.stage, "tier": state.tier,
+            "churn_probability": state.churn_probability, "open_alert": state.episode,
+            "recommendations": [{"item_id": i, "score": s} for i, s in state.recommendations],
+            "recommendations_fallback": state.recommendations_fallback,
+            "sequence": state.items,
+        })
+
+
+def metrics_text(worker: Worker) -> str:
+    """The worker's metrics in Prometheus' text format (names: stream/contract/metrics.py)."""
+    processor, batcher = worker.processor, worker.batcher
+    lines = []
+    for name in names.PROCESSOR_COUNTS:
+        metric = names.counter(name)
+        lines += [f"# TYPE {metric} counter", f"{metric} {processor.totals.get(name, 0)}"]
+    for metric, value in ((names.TRITON_REQUESTS, worker.scorer.requests),
+                          (names.BATCHED_RECORDS, batcher.records), (names.FRAMES, batcher.frames)):
+        lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
+    for name, (total, count) in processor.timings.items():
+        metric = names.seconds(name)
+        lines += [f"# TYPE {metric} summary", f"{metric}_sum {total:.6f}", f"{metric}_count {count}"]
+    lines.append(f"# TYPE {names.AGENT_WAIT} summary")
+    for reason, (total, count) in worker.waits.by_reason.items():
+        lines += [f'{names.AGENT_WAIT}_sum{{reason="{reason}"}} {total:.6f}',
+                  f'{names.AGENT_WAIT}_count{{reason="{reason}"}} {count}']
+    for metric, value in ((names.SCORING_BACKLOG, worker.scoring_backlog()),
+                          (names.CHANGELOG_BACKLOG, worker.backlog()), (names.MEMBERS, worker.members())):
+        lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
+    lines.append(f"# TYPE {names.WATERMARK} gauge")
+    for partition, wm in sorted(processor.schedule.watermarks.items()):
+        lines.append(f'{names.WATERMARK}{{partition="{partition}"}} {wm / 1000:.3f}')
+    return "\n".join(lines) + "\n"

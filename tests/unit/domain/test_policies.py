@@ -1,0 +1,132 @@
+from stream.domain.event_time import DAY_MS
+from stream.domain.inactivity import InactivitySchedule
+from stream.domain.member_state import MemberState, apply_event
+from stream.domain.policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
+from stream.processing.processor import _snapshot
+from stream.contract.schemas import ShopEvent
+
+T0 = 1_291_191_960_000
+
+
+def member(n_orders=1, spends=None):
+    s = MemberState("m1", 0)
+    spends = spends or [10.0] * n_orders
+    for i, spend in enumerate(spends):
+        apply_event(s, ShopEvent(event_id=f"e{i}", member_id="m1", type="purchase", item_id="A",
+                                 ts=T0 + i * DAY_MS, session_id=f"o{i}", price=spend), 50)
+    return s
+
+
+def check(s, p, days=7):
+    return churn_policy.at_checkpoint(s, _snapshot(s), p, days, 0.6, "model@1")
+
+
+def test_alert_once_per_episode_with_a_deterministic_id():
+    s = member()
+    assert check(s, 0.5, 7) is None and s.episode is None
+    alert = check(s, 0.7, 14)
+    assert alert.alert_id == churn_policy.alert_id("m1", "e0") == s.episode
+    assert alert.event_time == "2010-12-15T08:26:00.000Z"
+    assert [r.code for r in alert.reasons] == ["INACTIVE_14D", "SINGLE_PURCHASE"]
+    assert alert.value.recency_days == 14 and alert.value.frequency == 1
+    assert (alert.risk_level, alert.churn_probability) == ("medium", 0.7)
+    assert check(s, 0.95, 21) is None  # same silence, same episode: nothing new
+
+
+def test_member_returning_ends_the_episode_and_a_new_silence_alerts_again():
+    s = member()
+    first = check(s, 0.8, 7)
+    segment_policy.on_member_event(s, started_visit=True)
+    assert s.episode is None and s.reactivated
+    apply_event(s, ShopEvent(event_id="e9", member_id="m1", type="view", item_id="B",
+                             ts=T0 + 30 * DAY_MS), 50)
+    second = check(s, 0.8, 7)
+    assert second.alert_id != first.alert_id == churn_policy.alert_id("m1", "e0")
+    assert second.alert_id == churn_policy.alert_id("m1", "e9")
+
+
+def test_reasons_cart_abandoned_and_spend_drop():
+    s = member(spends=[100.0, 120.0, 110.0, 20.0])
+    apply_event(s, ShopEvent(event_id="c", member_id="m1", type="add_to_cart", item_id="Z",
+                             ts=T0 + 5 * DAY_MS), 50)
+    codes = [r.code for r in churn_policy.reasons(s, 21)]
+    assert codes == ["INACTIVE_21D", "CART_ABANDONED", "SPEND_DROP"]
+    assert churn_policy.suggested_action("high", set(codes), "gold") == "send a cart reminder"
+
+
+def test_lifecycle_and_tier_changes_are_published_once():
+    s = member()
+    change = segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0])
+    assert (change["lifecycle_stage"], change["tier"], change["previous_lifecycle_stage"]) == ("new", "bronze", None)
+    assert segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0]) is None
+    assert segment_policy.segment_change(s, 2, 600.0, T0, 5, [500.0, 2000.0])["tier"] == "silver"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
+    s.churned = True
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "churned"
+    segment_policy.on_member_event(s, started_visit=False)
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "reactivated"
+    segment_policy.on_member_event(s, started_visit=True)
+    assert segment_policy.segment_change(s, 6, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
+
+
+def test_recommendations_sent_only_when_the_top_k_changes():
+    s = member()
+    first = recommendation_policy.recommendation_update(s, ["a", "b", "c"], [0.5, 0.3, 0.1], 2, "v", False)
+    assert [(i["item_id"], i["rank"]) for i in first["items"]] == [("a", 1), ("b", 2)]
+    assert first["based_on"] == "e0" and not first["fallback"]
+    assert recommendation_policy.recommendation_update(s, ["a", "b", "d"], [0.6, 0.2, 0.1], 2, "v", False) is None
+    assert recommendation_policy.recommendation_update(s, ["b", "a"], [0.6, 0.2], 2, "v", False) is not None
+
+
+def test_fallback_prefers_own_items_then_popular():
+    s = member(3)
+    assert recommendation_policy.fallback_items(s, ["P", "A", "Q"], 3) == ["A", "P", "Q"]
+
+
+def test_anomalies_order_burst_and_spend_spike():
+    s = MemberState("m1", 0)
+    anomalies = []
+    for i in range(4):  # four orders within one hour
+        visit = apply_event(s, ShopEvent(event_id=f"b{i}", member_id="m1", type="purchase", item_id="A",
+                                         ts=T0 + i * 600_000, session_id=f"o{i}", price=10.0), 50)
+        anomalies.append(anomaly_policy.on_purchase(s, visit, True, f"b{i}"))
+    assert anomalies[:3] == [None, None, None]
+    assert anomalies[3].reasons[0].code == "PURCHASE_VELOCITY"
+    assert anomalies[3].event_ids == ["b0", "b1", "b2", "b3"]
+    visit = apply_event(s, ShopEvent(event_id="big", member_id="m1", type="purchase", item_id="A",
+                                     ts=T0 + 10 * DAY_MS, session_id="o9", price=500.0), 50)
+    spike = anomaly_policy.on_purchase(s, visit, True, "big")
+    assert [r.code for r in spike.reasons] == ["SPEND_SPIKE"] and spike.event_ids == ["big"]
+    assert anomaly_policy.on_purchase(s, visit, False, "big2") is None  # flagged once per order
+
+
+def test_schedule_fires_due_checkpoints_in_order_and_skips_stale_ones():
+    sched = InactivitySchedule([7, 14])
+    a, b = member(), MemberState("m2", 0)
+    apply_event(b, ShopEvent(event_id="x", member_id="m2", type="view", item_id="A", ts=T0 + DAY_MS), 50)
+    sched.schedule(a)
+    sched.schedule(b)
+    sched.advance(0, T0 + 7 * DAY_MS)
+    assert sched.pop_due(0) == [(T0 + 7 * DAY_MS, "m1", 0)]
+    sched.advance(0, T0 + 30 * DAY_MS)
+    due = sched.pop_due(0)
+    assert due == [(T0 + 8 * DAY_MS, "m2", 0)]
+    b.check_index = 1  # as if m2 acted again / was rescheduled: the old entry is stale
+    assert not sched.is_current(b, *due[0][::2])
+    assert sched.pending(0) == 0
+
+
+def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byte():
+    """Both are built as dicts (the hot path): the same JSON as the pydantic models."""
+    import orjson
+
+    from stream.processing.processor import _json
+    from stream.contract.schemas import RecommendationUpdate, SegmentChange
+
+    s = member()
+    change = segment_policy.segment_change(s, 2, 600.0, T0 + 123, 5, [500.0, 2000.0])
+    assert _json(change) == orjson.dumps(SegmentChange(**change).model_dump(mode="json"))
+    assert change["event_time"].endswith(".123Z") and change["previous_tier"] is None
+    update = recommendation_policy.recommendation_update(s, ["a", "é", "c"], [0.5, 1 / 3, 0.1], 3, "m@1", True)
+    assert _json(update) == orjson.dumps(RecommendationUpdate(**update).model_dump(mode="json"))
+    assert [i["score"] for i in update["items"]] == [0.5, 0.333333, 0.1]

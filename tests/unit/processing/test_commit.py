@@ -1,0 +1,70 @@
+"""The commit protocol (stream/processing/commit.py): outputs delivered, then
+member states, then the input offsets they reach, then end markers; a failed
+delivery moves no offset."""
+import asyncio
+
+import pytest
+
+from stream.contract import topics
+from stream.processing import keys
+from tests.fixtures.events import T0, event, messages
+from tests.fixtures.fakes import FakeSender
+from tests.fixtures.workers import CHANGELOG, fake_worker, run, settle
+
+
+def _worker(sender):
+    """Against the embedded broker: its commits end with end markers."""
+    return fake_worker(frames=False, embedded_broker=True, sender=sender)
+
+
+def _changelog_keys(sender):
+    return [key for _, key, _, _, _ in sender.messages(CHANGELOG)]
+
+
+def test_outputs_are_delivered_before_states_and_states_before_input_offsets():
+    sender = FakeSender(hold=True)
+    w = _worker(sender)
+
+    async def go():
+        await w.take(messages(1, 0, [event("a", 0, ts=T0), event("b", 0, ts=T0 + 1), b"{"]))
+        await w.decisions.drained()
+        outputs = sender.messages()
+        assert {m[0] for m in outputs} == {topics.SEGMENTS, topics.DEAD_LETTER}
+        commit = asyncio.ensure_future(w.commit.commit())
+        await settle()
+        assert sender.messages(CHANGELOG) == []  # outputs not delivered yet: no state written
+        sender.deliver()                          # step 1 done
+        await settle()
+        assert _changelog_keys(sender) == [b"a", b"b", keys.input_key(1)]  # steps 2 and 3
+        await settle()
+        assert len(_changelog_keys(sender)) == 3  # no end marker before they are delivered
+        sender.deliver()
+        await settle()
+        # Step 4, once the changelog records are delivered: the partition's end marker.
+        assert _changelog_keys(sender)[3:] == [keys.end_marker_key(1)]
+        assert sender.calls[-1][0] == [(CHANGELOG, keys.end_marker_key(1), str(T0 + 1).encode(), 1, None)]
+        sender.deliver()
+        await commit
+
+    run(go())
+    assert w.store[keys.input_key(1)] == b"3" and w.backlog() == 0
+
+
+def test_a_failed_delivery_does_not_advance_the_offsets():
+    sender = FakeSender(hold=True)
+    w = _worker(sender)
+
+    async def go():
+        await w.take(messages(0, 0, [event("a", 0, ts=T0)]))
+        await w.decisions.drained()
+        commit = asyncio.ensure_future(w.commit.commit())
+        await settle()
+        sender.hold = False  # what comes after would be delivered at once
+        sender.fail(ConnectionError("broker gone"))
+        with pytest.raises(ConnectionError):
+            await commit
+
+    run(go())
+    # Neither the state nor the input offset reached the changelog: a restart re-applies
+    # the record and sends its outputs again.
+    assert sender.messages(CHANGELOG) == []

@@ -1,0 +1,20 @@
+"""The input cursor's bookkeeping (stream/input_cursor.py), without a broker."""
+from stream.processing.input_cursor import InputCursor
+from stream.processing.keys import input_key, stored_offset
+
+
+def test_gap_is_measured_from_the_next_expected_offset():
+    c = InputCursor()
+    assert not c.knows(3)
+    c.set(3, 10)
+    assert (c.gap(3, 10), c.gap(3, 14), c.gap(3, 7)) == (0, 4, -3)
+    c.advance(3, 14)
+    assert c.next[3] == 15 and c.gap(3, 15) == 0 and c.idle_s(3) < 5
+    c.forget({3})
+    assert not c.knows(3)
+
+
+def test_the_offset_is_stored_under_a_bookkeeping_key_per_partition():
+    store = {input_key(2): b"1234", b"member-2": b"..."}
+    assert input_key(2).startswith(b"\x00")  # never read as a member
+    assert (stored_offset(store, 2), stored_offset(store, 1)) == (1234, None)
