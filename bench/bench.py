@@ -21,7 +21,7 @@ stable, so results stay comparable over time) and a table is printed.
 
 Each measure is a module of bench/ (ceiling, faust_baseline, pipeline,
 processor_alone, latency, triton_table, state_size); the shared set-up is
-bench/stack.py and bench/bench_log.py. `run` here starts one broker and one
+bench/loaded_stack.py and bench/bench_log.py. `run` here starts one broker and one
 Triton for them, runs every measure and writes the results (bench/report.py).
 """
 from __future__ import annotations

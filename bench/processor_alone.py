@@ -20,7 +20,7 @@ class _ConstantScores:
         self.checkpoints = checkpoints  # churn at every checkpoint too, as the served model
 
     async def score(self, rows):
-        from stream.scoring.triton import Scores
+        from stream.scoring.scores import Scores
 
         n = len(rows)
         return Scores(np.full(n, 0.3, np.float32), [[f"item{i}" for i in range(10)]] * n,
@@ -35,7 +35,8 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
 
     import gc
 
-    from stream.processing.processor import MemberProcessor, Record, tune_gc
+    from stream.processing.processor import MemberProcessor, tune_gc
+    from stream.processing.records import Record
 
     partitioner, all_partitions = DefaultPartitioner(), list(range(PARTITIONS))
     partitions: dict[int, int] = {}

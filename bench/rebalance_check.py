@@ -9,7 +9,7 @@ changelog back and sums every member's event count: with nothing lost and
 nothing counted twice it equals the valid events of the log. Exit status 1
 when it does not, or when one worker took nothing (no rebalance tested). Also prints how many input records the workers read past
 Faust (records Faust skipped at the rebalance, filled by the input cursor,
-stream/input_cursor.py) and how many redeliveries they dropped. Before the
+stream/processing/input_cursor.py) and how many redeliveries they dropped. Before the
 cursor (2026-11-22), with frames, 10,000 to 20,000 events were lost this way.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench.loaded_stack import loaded_stack, bench_worker_env
 from stream.kafka import framing
 from stream.contract import metrics as names
 from stream.contract import topics
+from stream.processing import keys
 from stream.tools.launcher import start_worker, stopping
 from stream.settings import Settings
 from stream.tools.tail import messages
@@ -32,7 +33,7 @@ async def table_events(bootstrap: str, topic: str) -> tuple[int, int]:
     from stream.domain.member_state import MemberState
 
     newest = {m.key: m.value async for m in messages(bootstrap, topic, True, idle_s=2.0)
-              if not m.key.startswith(b"\x00")}
+              if not keys.is_bookkeeping(m.key)}
     return len(newest), sum(MemberState.from_bytes(v).n_events for v in newest.values())
 
 

@@ -9,7 +9,7 @@ events only and padding is masked, so the newest position sees the same
 inputs), which makes a batch of short sessions cost what their length
 costs, not `max_len`. On a GPU, `prepare(model, device, "bf16")` runs the
 network under bfloat16 autocast; softmax, top-K and the churn head's
-survival arithmetic stay in float32 (tolerances: tests/unit/test_serving.py).
+survival arithmetic stay in float32 (tolerances: tests/unit/models/test_serving.py).
 """
 from __future__ import annotations
 

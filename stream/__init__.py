@@ -1,3 +1,3 @@
 """memberstream: the streaming side. Packages by responsibility (docs/DESIGN.md
-section 1): contract, domain, processing, kafka, scoring, worker, tools; and the
-CLI (cli.py) and the settings (settings.py)."""
+section 1): contract, domain, scoring, processing, kafka, worker, tools; the
+CLI (cli.py), the settings (settings.py) and a memo (memo.py)."""

@@ -1,8 +1,8 @@
 """The names of every metric a worker serves on `/metrics`.
 
-Web pages, the launcher, the demo, the bench and the tests read metrics by
-these names; nothing else spells them. Counters end in `_total`, durations
-are in seconds.
+The web pages, the launcher, the demo and the bench use these names; no
+other code of theirs spells one (the integration tests spell them out, as an
+outside consumer would). Counters end in `_total`, durations are in seconds.
 """
 from __future__ import annotations
 

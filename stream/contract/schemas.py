@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
-from stream.domain.memo import Memo
+from stream.memo import Memo
 
 SCHEMA_VERSION = 1
 EventType = Literal["view", "click", "add_to_cart", "remove_from_cart", "purchase"]
@@ -44,8 +44,8 @@ def _parse_rfc3339(text: str) -> int:
 EVENT_TIMES: Memo[str, int] = Memo(_parse_rfc3339, 65536)
 
 
-# stream/parsing.fast_event checks ShopEvent's constraints first in plain Python: a
-# change here needs one there (tests/unit/test_parsing.py compares the two).
+# stream/domain/parsing.fast_event checks ShopEvent's constraints first in plain Python: a
+# change here needs one there (tests/unit/domain/test_parsing.py compares the two).
 class ShopEvent(BaseModel):
     """Input event on `shop.events`. `ts` is normalised to epoch milliseconds."""
     model_config = ConfigDict(extra="ignore", frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from stream.domain.memo import Memo
+from stream.memo import Memo
 
 DAY_MS = 86_400_000
 

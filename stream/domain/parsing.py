@@ -2,7 +2,7 @@
 
 `schemas.ShopEvent` (pydantic) is the contract; it decides every event.
 Most events take a fast path first, plain checks in Python that accept only
-what ShopEvent accepts, with the same values (tests/unit/test_parsing.py
+what ShopEvent accepts, with the same values (tests/unit/domain/test_parsing.py
 holds the two to each other over some hundreds of altered events);
 whatever the fast path does not accept, ShopEvent validates and, if it
 refuses, explains. Parsing was an eighth of the worker's time with

@@ -2,11 +2,11 @@
 
 A plain aiokafka consumer (its own consumer group, no Faust stream
 machinery) reads `shop.events`, packs each partition's records into frames
-(stream/framing.py) and writes them to the same partition of the internal
+(stream/kafka/framing.py) and writes them to the same partition of the internal
 frames topic, so the frames stay co-partitioned with the members table.
 It commits its input offsets only after the frames are acknowledged, so a
 crash re-sends frames rather than losing records (at-least-once; the
-agent drops redelivered events by their id hash, DESIGN.md section 8).
+agent drops redelivered events by their id hash, docs/DESIGN.md section 8).
 Stateless: every worker runs one in a child process with its own event loop,
 so that the worker's busy moments do not hold up the hop (in the worker's
 loop it added 7 ms at the median at 500 events/s) and its work does not take

@@ -24,7 +24,7 @@ class BrokerProfile:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     # (partition, watermark ms) -> key and value of the lone record that closes each
-    # flush's changelog writes of a partition; None: not needed.
+    # commit's changelog writes of a partition; None: not needed.
     end_marker: Optional[Callable[[int, int], tuple[bytes, bytes]]] = None
     # Called once before the Faust app is built.
     prepare_faust: Optional[Callable[[], None]] = None

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.domain.memo import Memo
+from stream.memo import Memo
 
 log = logging.getLogger(__name__)
 

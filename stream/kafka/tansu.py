@@ -2,9 +2,10 @@
 
 Each quirk is described in docs/broker.md and has a regression test in
 tests/integration/test_tansu_quirks.py that fails once the broker no longer
-shows it, so that the workaround can go. Only `stream/kafka/broker.py` reads
-this, and only when `Settings.embedded_broker` is true: against Apache Kafka
-nothing here runs.
+shows it, so that the workaround can go. The worker reads this only through
+`stream/kafka/broker.py`, when `Settings.embedded_broker` is true: against
+Apache Kafka nothing here runs (bench/faust_trivial.py, a bare Faust app on
+the embedded broker, uses it directly).
 
 1. InitProducerId v0 is rejected: no idempotent or transactional producer.
 3. Transactions are unusable (and Faust's exactly_once recovers from an
@@ -12,8 +13,8 @@ nothing here runs.
    -> `FAUST_SETTINGS["processing_guarantee"]`
 2. ListOffsets(LATEST) answers the newest batch's base offset + 1, so a
    restarted worker would stop changelog recovery short of the end.
-   -> `end_marker`: after each flush, one record alone in its own produce
-   request closes every changelog partition the flush wrote.
+   -> `end_marker`: after each commit, one record alone in its own produce
+   request closes every changelog partition the commit wrote.
 4. A parked Fetch over several partitions is answered only after
    fetch_max_wait_ms when data lands in one of them (Faust
    hard-codes 1500 ms): latency explodes. -> cap it (`patch_faust`, and
@@ -42,9 +43,9 @@ _applied = False
 
 
 def end_marker(partition: int, watermark_ms: int) -> tuple[bytes, bytes]:
-    """Key and value of the record that closes a flush's changelog writes (quirk 2).
+    """Key and value of the record that closes a commit's changelog writes (quirk 2).
 
-    Sent alone, after the flush's records are delivered, it is the newest
+    Sent alone, after the commit's records are delivered, it is the newest
     batch of its partition and holds one record, so ListOffsets(LATEST) =
     its base offset + 1 = the true end. It also records the watermark.
     """
@@ -52,7 +53,8 @@ def end_marker(partition: int, watermark_ms: int) -> tuple[bytes, bytes]:
 
 
 def patch_faust(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
-    """Patch Faust's aiokafka driver for Tansu (quirk 4). Idempotent."""
+    """Patch Faust's aiokafka driver for Tansu (quirk 4). Process-wide and idempotent:
+    the first call's wait holds for every Faust app of the process."""
     global _applied
     if _applied:
         return

@@ -14,8 +14,9 @@ trips. A commit (`Commit.commit`) then runs these steps, in this order:
      written to the local store);
   1. every output of the cut is delivered;
   2. the states of the cut go to the changelog;
-  3. after them, in each partition, the input offset they reach (in the same
-     record batch of that partition, which the broker appends whole);
+  3. after them, in each partition, the input offset they reach (the sender
+     keeps each partition's order, so in the changelog an input offset
+     always follows the states it covers);
   4. where the broker needs it, a lone end marker closes each written
      partition (docs/broker.md, quirk 2).
 
@@ -35,6 +36,7 @@ from typing import Callable, Mapping, MutableMapping, Optional
 from stream.domain.member_state import MemberState
 from stream.processing import keys
 from stream.processing.records import BatchResult
+
 
 @dataclass
 class Cut:

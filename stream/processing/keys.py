@@ -7,7 +7,7 @@ format:
 
 * `input_key(p)`: the next input offset of partition p that the states in
   the table reach (the agent's input cursor, stream/processing/input_cursor.py);
-* `end_marker_key(p)`: the lone record that closes each flush's changelog
+* `end_marker_key(p)`: the lone record that closes each commit's changelog
   writes of partition p where the broker needs it (docs/broker.md, quirk 2).
 """
 from __future__ import annotations

@@ -30,9 +30,6 @@ class PendingScoring:
     def __len__(self) -> int:
         return len(self._states)
 
-    def __contains__(self, member: str) -> bool:
-        return member in self._states
-
     def mark(self, state: MemberState) -> None:
         """The member's newest state awaits scoring (a member already pending keeps its place)."""
         state.pending_score = True

@@ -43,7 +43,7 @@ from stream.domain.policies import anomaly_policy, churn_policy, recommendation_
 from stream.processing.pending import PendingScoring
 from stream.processing.records import BatchResult, Outgoing, Record
 from stream.processing.recovery import recover_partition
-from stream.scoring.triton import Row, ScoringUnavailable, Scores
+from stream.scoring.scores import Row, ScoringUnavailable, Scores
 from stream.settings import Settings
 
 POPULAR_KEPT = 200

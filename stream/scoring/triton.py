@@ -10,47 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass
 from itertools import chain
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import InferenceServerException
 
-from stream.domain.memo import Memo
+from stream.memo import Memo
 from stream.scoring import signature as sig
+from stream.scoring.scores import Row, Scores, ScoringUnavailable
 from stream.scoring.signature import OUTPUTS
 
 # Asked for when the served model declares it (models/triton_backend.py): every row's
 # churn probability at each inactivity checkpoint too, so that a checkpoint of a
 # member who stayed silent needs no request of its own.
 AT_INPUT, AT_OUTPUT = sig.CHECKPOINT_SILENCE, sig.CHURN_AT_CHECKPOINTS
-
-
-class ScoringUnavailable(Exception):
-    """Triton could not score this batch (down, timed out, or refused)."""
-
-
-@dataclass
-class Row:
-    items: list[bytes]
-    types: list[int]
-    gaps: list[float]
-    silence_s: float
-
-
-@dataclass
-class Scores:
-    churn: np.ndarray        # [N] float32
-    items: list[list[str]]   # [N][K]
-    scores: np.ndarray       # [N, K] float32
-    # [N, C] float32: churn at the C checkpoint silences (None: not served or not asked).
-    churn_at: Optional[np.ndarray] = None
-
-    def __len__(self) -> int:
-        return len(self.churn)
 
 
 def _wire_items(max_entries: int = 1_000_000) -> Memo[bytes, bytes]:

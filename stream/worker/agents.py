@@ -32,7 +32,7 @@ from stream.worker.worker import Worker
 
 def register(app: faust.App, worker: Worker) -> StallWatcher:
     """The agent over the worker's input topic, the scoring, commit, batcher and stall
-    watcher tasks, and the flushes before a revocation and at shutdown."""
+    watcher tasks, and the commits before a revocation and at shutdown."""
     s = worker.settings
     source = app.topic(worker.input_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=s.partitions, internal=s.frames)
@@ -41,13 +41,10 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
     @app.agent(source, name="memberstream.ingest")
     async def ingest(stream):
         await worker.start()
-        waits = worker.waits
         t = time.monotonic()
         async for events in stream.take_events(worker.batch, within=worker.batch_within_s):
-            worker.agent_moved_at = t = waits.since("input", t)
-            async with worker.applying:
-                waits.since("lock", t)
-                await worker.intake.apply([e.message for e in events])
+            worker.agent_moved_at = worker.waits.since("input", t)
+            await worker.take([e.message for e in events])
             t = time.monotonic()
 
     @app.task

@@ -54,7 +54,8 @@ def metrics_text(worker: Worker) -> str:
     for metric, value in ((names.TRITON_REQUESTS, worker.scorer.requests),
                           (names.BATCHED_RECORDS, batcher.records), (names.FRAMES, batcher.frames)):
         lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
-    for name, (total, count) in processor.timings.items():
+    for name in names.PROCESSOR_TIMINGS:
+        total, count = processor.timings[name]
         metric = names.seconds(name)
         lines += [f"# TYPE {metric} summary", f"{metric}_sum {total:.6f}", f"{metric}_count {count}"]
     lines.append(f"# TYPE {names.AGENT_WAIT} summary")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import MutableMapping
 
 from stream.contract import topics
@@ -91,8 +92,10 @@ class Worker:
         await self.commit.publish(result)
 
     async def take(self, messages) -> None:
-        """One batch of input messages from Faust, applied in order."""
+        """One batch of input messages from Faust, applied in order (the agent's body)."""
+        t = time.monotonic()
         async with self.applying:
+            self.waits.since("lock", t)
             await self.intake.apply(messages)
 
     async def score_forever(self) -> None:

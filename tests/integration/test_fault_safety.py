@@ -1,7 +1,7 @@
 """Safety net for faults, against the real broker, worker processes and Triton:
 
 * the consumer group's committed offsets moved back behind the agent's stored
-  input cursor (stream/input_cursor.py): Faust redelivers records already
+  input cursor (stream/processing/input_cursor.py): Faust redelivers records already
   applied, and they are dropped before parsing, counted exactly;
 * dead letters name the source topic, partition and offset of the very record
   they reject, on both input paths (frames, and MEMBERSTREAM_FRAMES=false);
@@ -30,6 +30,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 from stream.kafka import framing
 from stream.contract import topics
 from stream.tools.launcher import wait_until
+from stream.worker.worker import input_topic
 from tests.fixtures.expected import (PARTITIONS, derived, derived_without_scoring, expected_alerts, expected_final_top5,
                             partition_for)
 
@@ -49,7 +50,7 @@ def _worker_env(frames: bool) -> dict[str, str]:
 
 def _input_topic(frames: bool) -> str:
     """The agent's input topic: the batcher's frames, or shop.events itself."""
-    return topics.frames_topic(settings().app_id) if frames else topics.SHOP_EVENTS
+    return input_topic(settings().model_copy(update={"frames": frames}))
 
 
 def _offsets(cluster: Cluster, topic: str) -> dict[int, list[int]]:

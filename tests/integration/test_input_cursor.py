@@ -1,5 +1,5 @@
 """The agent's input cursor against a real broker: records Faust's group offsets
-pass over are read directly and applied once (stream/input_cursor.py)."""
+pass over are read directly and applied once (stream/processing/input_cursor.py)."""
 from __future__ import annotations
 
 import asyncio

@@ -17,7 +17,8 @@ from models.serving import predict
 from stream.tools.launcher import LaunchError, start_triton, stopping
 from stream.domain.member_state import MemberState, apply_event, model_inputs
 from stream.domain.parsing import parse_event
-from stream.scoring.triton import Row, ScoringUnavailable, TritonScorer
+from stream.scoring.scores import Row, ScoringUnavailable
+from stream.scoring.triton import TritonScorer
 
 from .conftest import ROOT, excerpt_lines
 

@@ -1,4 +1,4 @@
-"""Regression tests: each Tansu quirk that stream/tansu_quirks.py works around
+"""Regression tests: each Tansu quirk that stream/kafka/tansu.py works around
 still exists. When one of these fails, the broker was fixed: drop the workaround."""
 from __future__ import annotations
 

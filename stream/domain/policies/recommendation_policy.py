@@ -12,7 +12,7 @@ def recommendation_update(state: MemberState, items: Sequence[str], scores: Sequ
                           model_version: str, fallback: bool) -> Optional[dict]:
     """The `crm.recommendations` message as a dict in the field order of
     schemas.RecommendationUpdate (built directly: one per scored member, and the
-    model's validation and dump cost four times the rest; tests/unit/test_policies.py
+    model's validation and dump cost four times the rest; tests/unit/domain/test_policies.py
     checks the dict against the model)."""
     top = [(item, round(float(score), 6)) for item, score in zip(items[:k], scores[:k])]
     if [i for i, _ in top] == [i for i, _ in state.recommendations] and fallback == state.recommendations_fallback:

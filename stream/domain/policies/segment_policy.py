@@ -42,7 +42,7 @@ def segment_change(state: MemberState, purchase_visits: int, monetary: float, at
                    loyal_after_visits: int, thresholds: list[float]) -> Optional[dict]:
     """Stage and tier as of one step (counters as they were then); None if unchanged.
     The `crm.segments` message as a dict in the field order of schemas.SegmentChange
-    (checked against the model in tests/unit/test_policies.py)."""
+    (checked against the model in tests/unit/domain/test_policies.py)."""
     stage = lifecycle_stage(state, purchase_visits, loyal_after_visits)
     level = tier(monetary, thresholds)
     if stage == state.stage and level == state.tier:

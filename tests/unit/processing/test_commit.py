@@ -7,8 +7,8 @@ import pytest
 
 from stream.contract import topics
 from stream.processing import keys
-from tests.fixtures.events import T0, event, messages
-from tests.fixtures.fakes import FakeSender
+from tests.fixtures.events import DAY_MS, T0, event, messages
+from tests.fixtures.fakes import ConstantScorer, FakeSender
 from tests.fixtures.workers import CHANGELOG, fake_worker, run, settle
 
 
@@ -48,6 +48,26 @@ def test_outputs_are_delivered_before_states_and_states_before_input_offsets():
 
     run(go())
     assert w.store[keys.input_key(1)] == b"3" and w.backlog() == 0
+
+
+def test_a_commit_waits_for_the_batches_in_flight_and_takes_their_states():
+    """The cut (step 0) comes once every batch submitted is decided: a batch still
+    waiting for its checkpoint scores holds the commit back, then is in it."""
+    scorer, sender = ConstantScorer(gated=True), FakeSender()
+    w = fake_worker(frames=False, scorer=scorer, sender=sender)
+
+    async def go():
+        await w.take(messages(2, 0, [event("a", 0, ts=T0), event("b", 0, ts=T0 + 8 * DAY_MS)]))
+        commit = asyncio.ensure_future(w.commit.commit())
+        await settle()
+        assert scorer.requests == [1] and w.decisions.waiting == 1  # a's checkpoint row, in flight
+        assert sender.messages() == [] and not commit.done()
+        scorer.release(0)
+        await commit
+
+    run(go())
+    assert _changelog_keys(sender) == [b"a", b"b", keys.input_key(2)]
+    assert sender.messages(topics.CHURN_ALERTS) and w.store[keys.input_key(2)] == b"2"
 
 
 def test_a_failed_delivery_does_not_advance_the_offsets():

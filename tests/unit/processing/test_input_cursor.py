@@ -1,4 +1,4 @@
-"""The input cursor's bookkeeping (stream/input_cursor.py), without a broker."""
+"""The input cursor's bookkeeping (stream/processing/input_cursor.py), without a broker."""
 from stream.processing.input_cursor import InputCursor
 from stream.processing.keys import input_key, stored_offset
 

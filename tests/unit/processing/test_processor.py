@@ -1,4 +1,4 @@
-"""Scoring decoupled from the event rate (stream/processor.py), with the shipped
+"""Scoring decoupled from the event rate (stream/processing/processor.py), with the shipped
 model computed in-process (models/serving.predict) in place of Triton."""
 import asyncio
 
@@ -6,8 +6,9 @@ import numpy as np
 import orjson
 
 from stream.contract import topics
-from stream.processing.processor import MemberProcessor, Record
-from stream.scoring.triton import ScoringUnavailable
+from stream.processing.processor import MemberProcessor
+from stream.processing.records import Record
+from stream.scoring.scores import ScoringUnavailable
 from stream.settings import Settings
 
 from tests.fixtures.model import InProcessScorer

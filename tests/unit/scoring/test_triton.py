@@ -4,7 +4,8 @@ from tritonclient.utils import serialize_byte_tensor
 
 import pytest
 
-from stream.scoring.triton import Row, _wire_items, bytes_wire, strings_from_wire
+from stream.scoring.scores import Row
+from stream.scoring.triton import _wire_items, bytes_wire, strings_from_wire
 
 
 def _rows():

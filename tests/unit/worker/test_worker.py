@@ -25,8 +25,9 @@ def test_two_workers_with_different_settings_live_in_one_process():
     assert framed.broker.end_marker is None and direct.broker.end_marker is not None
     assert (framed.refetcher.fetch_max_wait_ms, direct.refetcher.fetch_max_wait_ms) == (500, 7)
     assert (framed.batcher.session_timeout_ms, direct.batcher.session_timeout_ms) == (10_000, 6_000)
+    assert (framed.batcher.heartbeat_interval_ms, direct.batcher.heartbeat_interval_ms) == (3_000, 500)
     assert framed.decisions.slots._value == 2 and direct.decisions.slots._value == 3
-    for part in ("processor", "cursor", "applying", "commit", "decisions", "intake", "waits", "store",
+    for part in ("processor", "cursor", "applying", "commit", "decisions", "intake", "waits",
                  "sender", "scorer", "refetcher", "batcher"):
         assert getattr(framed, part) is not getattr(direct, part), part
 

@@ -25,7 +25,7 @@ from serving import (ExportedNetwork, SequenceCache, bytes_from_wire, bytes_to_w
 # The stub turns BYTES tensors to and from numpy with these two functions of
 # pb_utils; theirs format a struct code per element and took a fifth of this
 # process's time (bench/PROFILE.md). Same results, several times sooner
-# (tests/unit/test_serving.py checks them against tritonclient's).
+# (tests/unit/models/test_serving.py checks them against tritonclient's).
 _serialize_any = pb_utils.serialize_byte_tensor
 
 

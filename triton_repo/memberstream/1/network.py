@@ -98,7 +98,7 @@ class MemberTransformer(nn.Module):
         the other positions: that block needs keys and values everywhere but queries, the
         MLP and the residuals at the newest position only (~40 % of a 2-block encoder's
         arithmetic). The blocks run from their own weights (GPT-2's pre-LN block, scaled
-        dot-product attention); tests/unit/test_serving.py holds it to `hidden`."""
+        dot-product attention); tests/unit/models/test_serving.py holds it to `hidden`."""
         gpt = self.blocks
         real = batch.types > 0
         positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
