@@ -21,7 +21,8 @@ def seconds(name: str) -> str:
 # What the processing core counts, by the key it counts it under (`MemberProcessor.totals`).
 PROCESSOR_COUNTS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
                     "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
-                    "gap_filled", "checkpoint_rows", "checkpoints_known", "checkpoint_updates")
+                    "gap_filled", "checkpoint_rows", "checkpoints_known", "checkpoint_updates",
+                    "processing_failures")
 EVENTS = counter("events")
 DEAD_LETTERED = counter("dead_lettered")
 DUPLICATES = counter("duplicates")

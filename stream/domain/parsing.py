@@ -60,6 +60,12 @@ def _id(v) -> bool:
     return type(v) is str and 0 < len(v) <= _ID_MAX
 
 
+def _member(v) -> bool:
+    """A member id the fast path takes: printable (so no control character; ShopEvent
+    decides the rest)."""
+    return _id(v) and v.isprintable()
+
+
 def _text(v) -> bool:
     return v is None or (type(v) is str and len(v) <= _ID_MAX)
 
@@ -70,7 +76,7 @@ def fast_event(data: dict) -> Optional[Event]:
     get = data.get
     event_id, member_id, kind, item_id, ts = (get("event_id"), get("member_id"), get("type"),
                                               get("item_id"), get("ts"))
-    if not (_id(event_id) and _id(member_id) and _id(item_id) and type(kind) is str and kind in _TYPES):
+    if not (_id(event_id) and _member(member_id) and _id(item_id) and type(kind) is str and kind in _TYPES):
         return None
     if type(ts) is str:
         try:

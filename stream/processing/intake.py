@@ -44,11 +44,13 @@ class Intake:
         `from_faust` False: read directly by the stall watcher, not delivered by Faust."""
         totals, cursor = self.processor.totals, self.cursor
         taken = []
+        ahead: dict[int, int] = {}  # partition -> its next offset once `taken` is prepared
         for m in messages:
             p = m.partition
             if not cursor.knows(p):
                 await self.resume(p, m.offset)
-            gap = cursor.gap(p, m.offset)
+            expected = ahead.get(p, cursor.next[p])
+            gap = m.offset - expected
             if gap < 0:
                 if from_faust:
                     totals["redelivered"] += 1
@@ -56,13 +58,17 @@ class Intake:
             if not from_faust:
                 totals["gap_filled"] += 1
             if gap > 0:
-                missing = await self.refetcher.fetch(p, cursor.next[p], m.offset)
+                missing = await self.refetcher.fetch(p, expected, m.offset)
                 log.warning("partition %d: %d input records skipped before offset %d, read directly",
                             p, len(missing), m.offset)
                 totals["gap_filled"] += len(missing)
                 taken += missing
             taken.append(m)
-            cursor.advance(p, m.offset)
+            ahead[p] = m.offset + 1
         if taken:
             prepared = self.processor.prepare(self.records_of(taken))
-            await self.decisions.submit(prepared, {p: cursor.next[p] for p in {m.partition for m in taken}})
+            # Only now: had preparing raised, the cursor would not stand past records that
+            # were never applied (the agent's next try reads them again).
+            for p, offset in ahead.items():
+                cursor.advance(p, offset - 1)
+            await self.decisions.submit(prepared, {p: cursor.next[p] for p in ahead})

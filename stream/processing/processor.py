@@ -82,6 +82,13 @@ class Prepared:
     touched: dict[str, MemberState]
 
 
+def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected) -> None:
+    """The record to the dead-letter topic: its bytes untouched, headers naming why."""
+    out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value,
+                                dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset)))
+    out.counts["dead_lettered"] += 1
+
+
 def _json(message) -> bytes:
     """An output message: a dict already in contract form, or a pydantic model."""
     return orjson.dumps(message if isinstance(message, dict) else message.model_dump(mode="json"))
@@ -153,55 +160,58 @@ class MemberProcessor:
         for rec in records:
             event = parse_event(rec.value, rec.key, self.s.max_event_bytes)
             if isinstance(event, Rejected):
-                out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value,
-                                            dead_letter_headers(event, topics.SHOP_EVENTS,
-                                                                rec.partition, rec.offset)))
-                out.counts["dead_lettered"] += 1
+                _dead_letter(out, rec, event)
                 continue
-            self._ensure_partition(rec.partition)
-            state = self._state_for(event.member_id, rec.partition)
-            digest = event_hash(event.event_id)
-            if digest in state.hashes or (rec.offset <= state.last_offset and event.ts <= state.last_ts):
-                # The hash catches a resent event among the last 50; the offset catches a
-                # redelivery of any length (after a rebalance or a restart). A recreated
-                # topic, whose offsets start again, brings newer event times: not dropped.
-                out.counts["duplicates"] += 1
-                continue
-            self.schedule.advance(rec.partition, event.ts)
-            for due_ms, member, idx in self.schedule.pop_due(rec.partition):
-                silent = self.state(member)
-                if silent is None or not self.schedule.is_current(silent, due_ms, idx):
+            try:
+                self._ensure_partition(rec.partition)
+                state = self._state_for(event.member_id, rec.partition)
+                digest = event_hash(event.event_id)
+                if digest in state.hashes or (rec.offset <= state.last_offset and event.ts <= state.last_ts):
+                    # The hash catches a resent event among the last 50; the offset catches a
+                    # redelivery of any length (after a rebalance or a restart). A recreated
+                    # topic, whose offsets start again, brings newer event times: not dropped.
+                    out.counts["duplicates"] += 1
                     continue
-                known = silent.churn_at
-                if known is not None and known[0] == silent.n_events:
-                    steps.append(_Check(silent, _snapshot(silent), -1, self.schedule.days[idx],
-                                        due_ms, idx, silent.n_events, known[1][idx]))
-                    out.counts["checkpoints_known"] += 1
-                else:
-                    rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
-                    out.counts["checkpoint_rows"] += 1
-                    steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
-                                        self.schedule.days[idx], due_ms, idx, silent.n_events,
-                                        update=bool(self.pending.take((member,), time.monotonic()))))
-                silent.check_index = idx + 1
-                self.schedule.schedule(silent)
-                touched[member] = silent
-            visits_before = state.purchase_visits
-            visit = apply_event(state, event, L, digest)
-            state.last_offset = rec.offset
-            started = state.purchase_visits > visits_before
-            state.check_index = 0
-            self.schedule.schedule(state)
-            touched[event.member_id] = state
-            self.pending.mark(state)
-            steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary))
-            if visit is not None:
-                self.popularity[event.item_id] += event.quantity
-                anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
-                if anomaly is not None:
-                    out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
-                    out.counts["anomalies"] += 1
-            out.counts["events"] += 1
+                self.schedule.advance(rec.partition, event.ts)
+                for due_ms, member, idx in self.schedule.pop_due(rec.partition):
+                    silent = self.state(member)
+                    if silent is None or not self.schedule.is_current(silent, due_ms, idx):
+                        continue
+                    known = silent.churn_at
+                    if known is not None and known[0] == silent.n_events:
+                        steps.append(_Check(silent, _snapshot(silent), -1, self.schedule.days[idx],
+                                            due_ms, idx, silent.n_events, known[1][idx]))
+                        out.counts["checkpoints_known"] += 1
+                    else:
+                        rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
+                        out.counts["checkpoint_rows"] += 1
+                        steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
+                                            self.schedule.days[idx], due_ms, idx, silent.n_events,
+                                            update=bool(self.pending.take((member,), time.monotonic()))))
+                    silent.check_index = idx + 1
+                    self.schedule.schedule(silent)
+                    touched[member] = silent
+                visits_before = state.purchase_visits
+                visit = apply_event(state, event, L, digest)
+                state.last_offset = rec.offset
+                started = state.purchase_visits > visits_before
+                state.check_index = 0
+                self.schedule.schedule(state)
+                touched[event.member_id] = state
+                self.pending.mark(state)
+                steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary))
+                if visit is not None:
+                    self.popularity[event.item_id] += event.quantity
+                    anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
+                    if anomaly is not None:
+                        out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
+                        out.counts["anomalies"] += 1
+                out.counts["events"] += 1
+            except Exception as exc:  # noqa: BLE001 (a bug, or a stored state it cannot read)
+                # Kept with the error, not lost; the rest of the batch goes on. What the
+                # record changed before it failed stays (docs/DESIGN.md section 8).
+                _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"))
+                out.counts["processing_failures"] += 1
         return Prepared(out, steps, rows, touched)
 
     async def score_checkpoints(self, prepared: "Prepared") -> Optional[Scores]:

@@ -3,6 +3,7 @@ from the members table (recovered from its changelog) on the partition's first
 record."""
 from __future__ import annotations
 
+import logging
 from typing import MutableMapping
 
 from stream.domain.inactivity import InactivitySchedule
@@ -10,14 +11,27 @@ from stream.domain.member_state import MemberState
 from stream.processing import keys
 from stream.processing.pending import PendingScoring
 
+log = logging.getLogger(__name__)
+
 
 def recover_partition(partition: int, store: MutableMapping[bytes, bytes], schedule: InactivitySchedule,
                       cache: dict[str, MemberState], pending: PendingScoring) -> None:
     """Every stored member of `partition` back in the schedule; those stored as awaiting
     scoring back in the cache and the pending queue."""
-    states = (MemberState.from_bytes(raw) for key, raw in list(store.items())
-              if not keys.is_bookkeeping(key))
-    mine = [s for s in states if s.partition == partition]
+    mine, unreadable = [], 0
+    for key, raw in list(store.items()):
+        if keys.is_bookkeeping(key):
+            continue
+        try:
+            state = MemberState.from_bytes(raw)
+        except Exception:  # noqa: BLE001 (its member's events are dead-lettered with the error)
+            unreadable += 1
+            continue
+        if state.partition == partition:
+            mine.append(state)
+    if unreadable:
+        log.warning("partition %d: %d stored member states could not be read; their members' "
+                    "events go to the dead-letter topic", partition, unreadable)
     schedule.rebuild(partition, mine)
     for state in mine:
         if state.pending_score and state.member_id not in cache:

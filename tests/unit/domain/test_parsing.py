@@ -3,6 +3,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream.domain.parsing import Event, Rejected, fast_event, parse_event
+from stream.processing import keys
 from stream.contract.schemas import ShopEvent
 
 from tests.fixtures.paths import EXCERPT
@@ -122,3 +123,20 @@ def test_real_events_take_the_fast_path():
     slow = [_verdicts(d)[1] for d in lines]
     assert sum(f is not None for f in fast) == sum(s is not None for s in slow) > 800
     assert all(f == s for f, s in zip(fast, slow) if f is not None)
+
+
+def test_no_member_id_reaches_the_bookkeeping_keys():
+    """Every bookkeeping key of the members table, sent as a member id, is refused
+    (stream/processing/keys.py: they start with U+0000); so are other control
+    characters. Printable ids of any script are taken, on the fast path or not."""
+    def with_member(member):
+        return orjson.dumps({"event_id": "e1", "member_id": member, "type": "view", "item_id": "i1",
+                             "ts": 1_291_191_960_000})
+
+    refused = [k.decode() for k in keys.bookkeeping_keys(16)] + ["a\tb", "line\nbreak", "x\x7f", "\x1f"]
+    for member in refused:
+        got = parse_event(with_member(member), None, 16384)
+        assert isinstance(got, Rejected) and got.code == "INVALID" and got.detail.startswith("member_id"), member
+    for member in ("12707", "café-Ω 7", "a\u00a0b", "会员-1"):
+        got = parse_event(with_member(member), None, 16384)
+        assert isinstance(got, Event) and got.member_id == member, member

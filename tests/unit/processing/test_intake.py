@@ -1,5 +1,7 @@
 """The input cursor's protocol (stream/processing/intake.py) on in-memory fakes:
 every input record applied once, in offset order."""
+import pytest
+
 from tests.fixtures.events import DAY_MS, T0, event, messages
 from tests.fixtures.fakes import FakeRefetcher
 from tests.fixtures.workers import fake_worker, run
@@ -42,3 +44,29 @@ def test_a_gap_is_read_directly_and_applied_before_the_record_after_it():
     # events, clamped in time and behind item-4 and item-5 in the sequence.
     assert state.items == [f"item-{n}" for n in range(6)]
     assert state.last_event_id == "a-5" and w.cursor.next[3] == 16
+
+
+def test_a_batch_that_fails_to_prepare_leaves_the_cursor_where_it_was():
+    """The cursor moves once the batch is prepared: had preparing raised, the agent's
+    next try (Faust restarts it) finds the records still ahead of the cursor, not
+    behind it as redeliveries to drop."""
+    values = [event("a", n, ts=T0 + n * 60_000) for n in range(4)]
+    w = fake_worker(frames=False)
+    prepare = w.processor.prepare
+
+    def failing(records):
+        raise RuntimeError("a bug in pass 1")
+
+    async def go():
+        await w.take(messages(0, 0, values[:2]))
+        w.processor.prepare = failing
+        with pytest.raises(RuntimeError):
+            await w.take(messages(0, 2, values[2:]))
+        assert w.cursor.next[0] == 2
+        w.processor.prepare = prepare
+        await w.take(messages(0, 2, values[2:]))   # the records again
+        await w.decisions.drained()
+
+    run(go())
+    assert w.processor.totals["redelivered"] == 0 and w.processor.totals["events"] == 4
+    assert w.cursor.next[0] == 4 and w.processor.state("a").n_events == 4

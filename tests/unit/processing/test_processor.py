@@ -170,3 +170,20 @@ def same_outputs(a, b) -> bool:
     a, b = ([(t, k, orjson.loads(orjson.dumps(d))) for t, k, d in out] for out in (a, b))  # copies
     sa, sb = scores(a), scores(b)
     return a == b and all(np.allclose(x, y, atol=1e-5, rtol=0) for x, y in zip(sa, sb))
+
+
+def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_goes_on():
+    """A stored state the codec cannot read (as when an id once reached a bookkeeping
+    key): that member's event goes to the dead-letter topic with the error, the others
+    of the batch are applied."""
+    store = {b"broken": b"\x01not a member state"}
+    proc = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+    batch = records([("a", 0, "85123A"), ("broken", 1, "71053"), ("b", 2, "84406B")])
+    result = run(proc.process(batch))
+    dead = [o for o in result.outputs if o.topic == topics.DEAD_LETTER]
+    assert [o.value for o in dead] == [batch[1].value] and dead[0].key == b"broken"
+    headers = dict(dead[0].headers)
+    assert headers["error"] == b"PROCESSING_FAILED" and headers["source_offset"] == b"1"
+    assert b"Error" in headers["error_detail"].split(b":")[0]  # the exception type, then its text
+    assert (result.counts["events"], result.counts["dead_lettered"], result.counts["processing_failures"]) == (2, 1, 1)
+    assert set(result.changed) == {"a", "b"} and proc.state("a").n_events == proc.state("b").n_events == 1
