@@ -44,12 +44,12 @@ class Intake:
         `from_faust` False: read directly by the stall watcher, not delivered by Faust."""
         totals, cursor = self.processor.totals, self.cursor
         taken = []
-        ahead: dict[int, int] = {}  # partition -> its next offset once `taken` is prepared
+        last: dict[int, int] = {}  # partition -> the newest offset taken, applied once prepared
         for m in messages:
             p = m.partition
             if not cursor.knows(p):
                 await self.resume(p, m.offset)
-            expected = ahead.get(p, cursor.next[p])
+            expected = last[p] + 1 if p in last else cursor.next[p]
             gap = m.offset - expected
             if gap < 0:
                 if from_faust:
@@ -64,11 +64,11 @@ class Intake:
                 totals["gap_filled"] += len(missing)
                 taken += missing
             taken.append(m)
-            ahead[p] = m.offset + 1
+            last[p] = m.offset
         if taken:
             prepared = self.processor.prepare(self.records_of(taken))
             # Only now: had preparing raised, the cursor would not stand past records that
             # were never applied (the agent's next try reads them again).
-            for p, offset in ahead.items():
-                cursor.advance(p, offset - 1)
-            await self.decisions.submit(prepared, {p: cursor.next[p] for p in ahead})
+            for p, offset in last.items():
+                cursor.advance(p, offset)
+            await self.decisions.submit(prepared, {p: cursor.next[p] for p in last})

@@ -82,6 +82,19 @@ class Cluster:
                 await c.stop()
         return asyncio.run(run())
 
+    def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        """Commit `offsets` for `group` on `topic` (the group must have no live members)."""
+        async def run():
+            c = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap, group_id=group, enable_auto_commit=False)
+            await c.start()
+            try:
+                tps = {p: TopicPartition(topic, p) for p in offsets}
+                c.assign(list(tps.values()))
+                await c.commit({tps[p]: o for p, o in offsets.items()})
+            finally:
+                await c.stop()
+        asyncio.run(run())
+
     def ends(self, topic: str) -> dict[int, int]:
         """True end offset per partition, by reading the topic (Tansu's ListOffsets(LATEST)
         is short of it: docs/broker.md, quirk 2)."""

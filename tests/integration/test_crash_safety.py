@@ -12,7 +12,6 @@ import urllib.request
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.kafka import framing
 from stream.contract import topics
@@ -32,20 +31,6 @@ PARTITIONS = 4
 
 
 # --- reading the broker ------------------------------------------------------------------
-
-def _commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
-    """Commit `offsets` for `group` on `topic` (the group must have no live members)."""
-    async def run():
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await c.start()
-        try:
-            tps = {p: TopicPartition(topic, p) for p in offsets}
-            c.assign(list(tps.values()))
-            await c.commit({tps[p]: o for p, o in offsets.items()})
-        finally:
-            await c.stop()
-    asyncio.run(run())
-
 
 def _framed(cluster: Cluster, shop_ends: dict[int, int], timeout: float = 60.0) -> None:
     """Every shop.events record framed: the batchers' group committed the topic's end."""
@@ -365,7 +350,7 @@ def test_frames_the_group_offsets_pass_over_are_read_directly_and_applied_once(c
     # Faust hands over shows the gap), 1 at its end (nothing comes: the idle watcher reads
     # it), 2 past its first frame; 3 from the start.
     passed_over = {0: frames[0][len(frames[0]) // 2][0], 1: frames[1][-1][0] + 1, 2: frames[2][1][0]}
-    _commit(bootstrap, APP, FRAMES, passed_over)
+    cluster.commit(APP, FRAMES, passed_over)
     skipped = [f for p, fs in frames.items() for f in fs if f[0] < passed_over.get(p, 0)]
 
     worker = cluster.start_worker()

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from stream.contract import topics
 from stream.kafka.admin import ensure_topics
@@ -50,19 +50,6 @@ def test_refetcher_reads_ranges_and_sees_a_recreated_topic(broker):
     assert resumes == (0, 20, 20, 0)
 
 
-def _commit(bootstrap: str, group: str, offsets: dict[int, int]) -> None:
-    async def run():
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await c.start()
-        try:
-            tps = {p: TopicPartition(topics.SHOP_EVENTS, p) for p in offsets}
-            c.assign(list(tps.values()))
-            await c.commit({tps[p]: o for p, o in offsets.items()})
-        finally:
-            await c.stop()
-    asyncio.run(run())
-
-
 def _offsets_per_partition(cluster) -> dict[int, int]:
     counts: dict[int, int] = {}
     for m in cluster.read(topics.SHOP_EVENTS, idle_s=2.0):
@@ -79,7 +66,7 @@ def test_records_the_group_offsets_passed_over_are_applied_once(cluster):
     ends = _offsets_per_partition(cluster)
     assert len(ends) == 4 and min(ends.values()) > 10, ends
     passed_over = {0: ends[0] // 2, 1: ends[1]}
-    _commit(cluster.broker.bootstrap, settings().app_id, passed_over)
+    cluster.commit(settings().app_id, topics.SHOP_EVENTS, passed_over)
 
     worker = cluster.start_worker(frames="false")
     valid, _ = _valid_by_member(lines)
