@@ -106,7 +106,22 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def parse_record(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event | Rejected:
+    """A `shop.events` record: its value an event, keyed by its member_id (the contract).
+
+    An unkeyed event is dead-lettered like a mis-keyed one: the producer's
+    partitioner put it where its key (none) sent it, not where the member's
+    other events are, so it would be applied beside another copy of the
+    member's state, out of its order and its duplicate check."""
+    event = parse_event(raw, key, max_bytes)
+    if key is None and isinstance(event, Event):
+        return Rejected("NO_KEY", "Kafka key missing; events are keyed by member_id")
+    return event
+
+
 def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event | Rejected:
+    """A message value as an event; a `key` given must be its member_id (None: not
+    checked, for logs read offline; the worker uses `parse_record`)."""
     if raw is None:
         return Rejected("EMPTY", "message has no value")
     if len(raw) > max_bytes:

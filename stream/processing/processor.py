@@ -38,7 +38,7 @@ from stream.contract import topics
 from stream.domain.dead_letter import dead_letter_headers
 from stream.domain.inactivity import InactivitySchedule
 from stream.domain.member_state import MemberState, Visit, apply_event, event_hash, model_inputs
-from stream.domain.parsing import Rejected, parse_event
+from stream.domain.parsing import Rejected, parse_record
 from stream.domain.policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
 from stream.processing.pending import PendingScoring
 from stream.processing.records import BatchResult, Outgoing, Record
@@ -158,7 +158,7 @@ class MemberProcessor:
         touched: dict[str, MemberState] = {}
         L = self.s.sequence_length
         for rec in records:
-            event = parse_event(rec.value, rec.key, self.s.max_event_bytes)
+            event = parse_record(rec.value, rec.key, self.s.max_event_bytes)
             if isinstance(event, Rejected):
                 _dead_letter(out, rec, event)
                 continue
@@ -166,10 +166,12 @@ class MemberProcessor:
                 self._ensure_partition(rec.partition)
                 state = self._state_for(event.member_id, rec.partition)
                 digest = event_hash(event.event_id)
-                if digest in state.hashes or (rec.offset <= state.last_offset and event.ts <= state.last_ts):
-                    # The hash catches a resent event among the last 50; the offset catches a
-                    # redelivery of any length (after a rebalance or a restart). A recreated
-                    # topic, whose offsets start again, brings newer event times: not dropped.
+                if digest in state.hashes or (rec.partition == state.partition and rec.offset <= state.last_offset
+                                              and event.ts <= state.last_ts):
+                    # The event id's hash catches a resent event among the member's last 50;
+                    # the offset, on the partition it was applied from, a redelivery of any
+                    # length (states committed ahead of the input cursor by a crash). A
+                    # recreated topic, whose offsets start again, brings newer event times.
                     out.counts["duplicates"] += 1
                     continue
                 self.schedule.advance(rec.partition, event.ts)

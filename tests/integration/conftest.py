@@ -9,11 +9,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.tools.launcher import (Broker, LaunchError, Triton, WorkerProcess, start_broker, start_triton,
                                    start_worker, wait_until, worker_env)
+from stream.contract import topics
 from stream.domain.member_state import MemberState
+from stream.kafka.admin import ensure_topics
 from stream.processing import keys
 from stream.tools.replay import replay
 from stream.settings import Settings
@@ -57,6 +59,21 @@ class Cluster:
     def replay(self, lines: list[bytes], rate: float | None = None) -> int:
         stats = asyncio.run(replay(Path("-"), self.broker.bootstrap, self.partitions, rate=rate, lines=lines))
         return stats.sent
+
+    def send(self, records: list[tuple[bytes | None, bytes]]) -> int:
+        """(key, value) records to shop.events as given, in order (the replay keys by
+        member id; this does not)."""
+        async def run():
+            await ensure_topics(self.broker.bootstrap, self.partitions, names=topics.ALL)
+            producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all")
+            await producer.start()
+            try:
+                sent = [await producer.send(topics.SHOP_EVENTS, value, key=key) for key, value in records]
+                await asyncio.gather(*sent)
+            finally:
+                await producer.stop()
+        asyncio.run(run())
+        return len(records)
 
     def wait_processed(self, worker: WorkerProcess, n: int, timeout: float = 120) -> None:
         wait_until(lambda: worker.settled(n), timeout, f"worker to take {n} records and score them",

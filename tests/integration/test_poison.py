@@ -53,3 +53,34 @@ def test_internal_looking_member_ids_are_dead_lettered_and_their_partitions_go_o
     with urllib.request.urlopen(f"{worker.web_url}/health") as r:
         assert json.load(r)["status"] == "ok"
     assert b"Traceback" not in worker.process.log_path.read_bytes()  # the agent never crashed
+
+
+def test_unkeyed_and_mis_keyed_events_are_dead_lettered_never_dropped_as_duplicates(cluster):
+    """Copies of the excerpt's first valid events under new event ids, sent without a
+    key or under another member's key, between the excerpt's own records: each is
+    dead-lettered with its reason (before, 6 of 20 unkeyed events were counted as
+    duplicates: offsets of other partitions compared with the member's)."""
+    lines = excerpt_lines()
+    valid, _ = _valid_by_member(lines)
+    events = [e for member_events in valid.values() for e in member_events[:2]][:20]
+    members = sorted(valid)
+    unkeyed = [(None, orjson.dumps({**e, "event_id": f"unkeyed-{i}"})) for i, e in enumerate(events)]
+    mis_keyed = [(members[(members.index(e["member_id"]) + 1) % len(members)].encode(),
+                  orjson.dumps({**e, "event_id": f"mis-keyed-{i}"})) for i, e in enumerate(events)]
+    worker = cluster.start_worker()
+    n = cluster.replay(lines[:500])
+    n += cluster.send(unkeyed + mis_keyed)
+    n += cluster.replay(lines[500:])
+    cluster.wait_processed(worker, n)
+
+    m = worker.metrics()
+    bad = len(unkeyed) + len(mis_keyed)
+    assert (m["memberstream_events_total"], m["memberstream_dead_lettered_total"],
+            m["memberstream_duplicates_total"], m["memberstream_members"]) == (904, 22 + bad, 1, 20)
+    for member, member_events in valid.items():
+        with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
+            state = json.load(r)
+        assert (state["events"], state["last_event_id"]) == (len(member_events), member_events[-1]["event_id"])
+    dead = {d.value: dict(d.headers) for d in cluster.read(topics.DEAD_LETTER, count=22 + bad)}
+    assert [dead[v]["error"] for _, v in unkeyed] == [b"NO_KEY"] * len(unkeyed)
+    assert [dead[v]["error"] for _, v in mis_keyed] == [b"KEY_MISMATCH"] * len(mis_keyed)

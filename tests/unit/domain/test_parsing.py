@@ -2,7 +2,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from stream.domain.parsing import Event, Rejected, fast_event, parse_event
+from stream.domain.parsing import Event, Rejected, fast_event, parse_event, parse_record
 from stream.processing import keys
 from stream.contract.schemas import ShopEvent
 
@@ -62,6 +62,15 @@ def test_oversize_and_key_mismatch_and_empty():
     assert parse(GOOD, key=b"other").code == "KEY_MISMATCH"
     assert parse(GOOD, key=None).member_id == "m1"
     assert parse_event(None, b"m1", 100).code == "EMPTY"
+
+
+def test_a_record_must_be_keyed_by_its_member():
+    assert parse_record(orjson.dumps(GOOD), b"m1", 16384).member_id == "m1"
+    missing = parse_record(orjson.dumps(GOOD), None, 16384)
+    assert isinstance(missing, Rejected) and missing.code == "NO_KEY"
+    assert parse_record(orjson.dumps(GOOD), b"other", 16384).code == "KEY_MISMATCH"
+    assert parse_record(b"\xff", None, 16384).code == "NOT_JSON"  # what is wrong with the value first
+    assert parse_record(None, None, 16384).code == "EMPTY"
 
 
 # The fast path against ShopEvent: every event it accepts, ShopEvent accepts with the

@@ -10,6 +10,7 @@ from stream.processing.processor import MemberProcessor
 from stream.processing.records import Record
 from stream.scoring.scores import ScoringUnavailable
 from stream.settings import Settings
+from stream.tools.replay import _key_and_time
 
 from tests.fixtures.model import InProcessScorer
 from tests.fixtures.paths import EXCERPT
@@ -143,7 +144,7 @@ def test_checkpoints_of_members_scored_since_their_last_event_need_no_request():
         proc = MemberProcessor(settings, {}, scorer)
         outputs = []
         for i in range(0, len(lines), 50):
-            batch = [Record(0, i + n, None, line) for n, line in enumerate(lines[i:i + 50])]
+            batch = [Record(0, i + n, _key_and_time(line)[0], line) for n, line in enumerate(lines[i:i + 50])]
             outputs += (await proc.process(batch)).outputs
             while proc.pending:
                 await proc.score_pending(max_rows=1024)
