@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     # Scoring: requests in flight at once, each for up to triton_max_rows pending members.
     scoring_concurrency: int = Field(2, ge=1)
     triton_max_rows: int = Field(1024, ge=1, description="rows per Triton request (model max_batch_size)")
+    # A failed scoring request opens the circuit (stream/scoring/breaker.py): the next
+    # try after scoring_retry_base_s, doubled per failed try up to scoring_retry_max_s.
+    scoring_retry_base_s: float = Field(0.5, gt=0)
+    scoring_retry_max_s: float = Field(30.0, gt=0)
+    # How long a batch whose inactivity checkpoints cannot be scored waits for Triton
+    # (its outputs, and those of the batches after it, wait with it), before its
+    # checkpoints are put back unscored and decided at the member's next chance
+    # (docs/RELIABILITY.md). 0: wait as long as the outage lasts.
+    scoring_hold_s: float = Field(300.0, ge=0)
 
     # Members
     sequence_length: int = Field(50, ge=1, le=200, description="rolling events kept per member (model max_len)")

@@ -50,3 +50,7 @@ SCORING_BACKLOG = f"{PREFIX}scoring_backlog"      # members awaiting scoring
 CHANGELOG_BACKLOG = f"{PREFIX}changelog_backlog"  # states, offsets and outputs not yet committed
 MEMBERS = f"{PREFIX}members"                      # members in this worker's table
 WATERMARK = f"{PREFIX}watermark_seconds"          # label partition: its event-time watermark
+# Label state (closed, half_open, open): 1 for the scoring circuit's state, 0 for the others.
+TRITON_CIRCUIT = f"{PREFIX}triton_circuit"
+TRITON_CIRCUIT_OPENINGS = counter("triton_circuit_openings")
+HELD_BATCHES = f"{PREFIX}batches_held"            # batches waiting for their checkpoint scores

@@ -26,6 +26,7 @@ Faust-free on purpose: the worker feeds it (stream/worker/), the tests can too.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections import Counter
@@ -43,7 +44,8 @@ from stream.domain.policies import anomaly_policy, churn_policy, recommendation_
 from stream.processing.pending import PendingScoring
 from stream.processing.records import BatchResult, Outgoing, Record
 from stream.processing.recovery import recover_partition
-from stream.scoring.scores import Row, ScoringUnavailable, Scores
+from stream.scoring.breaker import Breaker
+from stream.scoring.scores import Row, Scores
 from stream.settings import Settings
 
 POPULAR_KEPT = 200
@@ -104,6 +106,7 @@ class MemberProcessor:
         self.popularity: Counter = Counter()
         self.totals: Counter = Counter()
         self.pending = PendingScoring()
+        self.breaker = Breaker("triton scoring", settings.scoring_retry_base_s, settings.scoring_retry_max_s)
         # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
         # the request itself, and a batch's checkpoint request.
         self.timings: dict[str, list[float]] = {"scoring_wait": self.pending.wait, "scoring_request": [0.0, 0],
@@ -258,10 +261,12 @@ class MemberProcessor:
                 self._keep_churn_at(state, scores, row)
                 self._publish(state, scores.items[row], scores.scores[row], False, out)
             else:
+                # Popular items meanwhile, and pending still: the model's once Triton is back.
                 if popular is None:
                     popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
                 items = recommendation_policy.fallback_items(state, popular, self.s.recommendations_k)
                 self._publish(state, items, [0.0] * len(items), True, out)
+                self.pending.mark(state)
             out.changed[member] = state
         self.totals.update(out.counts)
         return out
@@ -287,13 +292,22 @@ class MemberProcessor:
         return Row(items, types, gaps, silence_s)
 
     async def _score(self, rows: list[Row], out: BatchResult) -> Optional[Scores]:
-        if not rows:
+        """The rows' scores, or None: the circuit is open, or the request failed in any
+        way (Triton down, a timeout, a malformed answer, a bug): none of them may end
+        the task that asked."""
+        if not rows or not self.breaker.allow():
             return None
         try:
             scores = await self.scorer.score(rows)
-        except ScoringUnavailable:
+            _check_answer(scores, len(rows))
+        except asyncio.CancelledError:
+            self.breaker.abandoned()
+            raise
+        except Exception as exc:  # noqa: BLE001 (every failure is an unavailable scorer)
             out.counts["scoring_failures"] += 1
+            self.breaker.failed(f"{type(exc).__name__}: {exc}"[:300])
             return None
+        self.breaker.succeeded()
         out.counts["scored_rows"] += len(rows)
         return scores
 
@@ -340,6 +354,14 @@ class MemberProcessor:
             if change is not None:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1
+
+
+def _check_answer(scores: Scores, n: int) -> None:
+    """An answer with a row per row asked, or ValueError (a server that answers in
+    another shape must not be read as scores for other members)."""
+    shapes = (len(scores.churn), len(scores.items), len(scores.scores))
+    if shapes != (n, n, n) or (scores.churn_at is not None and len(scores.churn_at) != n):
+        raise ValueError(f"answer of {shapes} rows for {n} asked")
 
 
 def tune_gc(threshold: int) -> None:

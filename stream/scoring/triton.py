@@ -101,12 +101,13 @@ class TritonScorer:
                                                           client_timeout=self.timeout_s)
             config = await self._client.get_model_config(self.model, as_json=True,
                                                          client_timeout=self.timeout_s)
-        except InferenceServerException as exc:
-            raise ScoringUnavailable(str(exc)) from exc
-        sha = config["config"].get("parameters", {}).get("vocab_sha256", {}).get("string_value", "")
-        version = max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+            sha = config["config"].get("parameters", {}).get("vocab_sha256", {}).get("string_value", "")
+            version = max(meta.get("versions", ["?"]), key=lambda v: (len(v), v))
+            served = any(i.get("name") == AT_INPUT for i in config["config"].get("input", []))
+        except Exception as exc:  # noqa: BLE001 (down, timed out, or an answer of another shape)
+            raise ScoringUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self.model_version = f"{self.model}@{version}/vocab:{sha[:12]}"
-        self.checkpoints_served = any(i.get("name") == AT_INPUT for i in config["config"].get("input", []))
+        self.checkpoints_served = served
         self.described = True
         return self.model_version
 

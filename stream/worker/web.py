@@ -5,6 +5,7 @@ import faust
 
 from stream.contract import metrics as names
 from stream.domain.event_time import rfc3339
+from stream.scoring.breaker import STATE_VALUES
 from stream.worker.stall_watcher import StallWatcher
 from stream.worker.worker import Worker
 
@@ -14,13 +15,14 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
 
     @app.page("/health")
     async def health(web, request):
-        """200 once the worker owns partitions, has recovered its table and (with frames)
-        its batcher has joined its group, else 503."""
+        """stream/worker/health.py: ok, degraded or starting, with the reasons."""
         assigned = sorted(watcher.owned()) if app.consumer else []
         ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
                  and (not worker.settings.frames or batcher.joined.is_set()))
-        return web.json({"status": "ok" if ready else "starting", "model_version": worker.scorer.model_version,
-                         "partitions": assigned}, status=200 if ready else 503)
+        state = worker.health(ready)
+        return web.json({"status": state.status, "reasons": state.reasons,
+                         "model_version": worker.scorer.model_version, "partitions": assigned},
+                        status=state.code)
 
     @app.page("/metrics")
     async def metrics(web, request):
@@ -65,6 +67,11 @@ def metrics_text(worker: Worker) -> str:
     for metric, value in ((names.SCORING_BACKLOG, worker.scoring_backlog()),
                           (names.CHANGELOG_BACKLOG, worker.backlog()), (names.MEMBERS, worker.members())):
         lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
+    breaker = processor.breaker
+    lines.append(f"# TYPE {names.TRITON_CIRCUIT} gauge")
+    lines += [f'{names.TRITON_CIRCUIT}{{state="{state}"}} {int(breaker.state == state)}' for state in STATE_VALUES]
+    lines += [f"# TYPE {names.TRITON_CIRCUIT_OPENINGS} counter", f"{names.TRITON_CIRCUIT_OPENINGS} {breaker.openings}",
+              f"# TYPE {names.HELD_BATCHES} gauge", f"{names.HELD_BATCHES} {len(worker.decisions.held)}"]
     lines.append(f"# TYPE {names.WATERMARK} gauge")
     for partition, wm in sorted(processor.schedule.watermarks.items()):
         lines.append(f'{names.WATERMARK}{{partition="{partition}"}} {wm / 1000:.3f}')

@@ -31,6 +31,7 @@ from stream.processing.records import BatchResult
 from stream.processing.waits import Waits
 from stream.scoring.triton import TritonScorer
 from stream.settings import Settings
+from stream.worker.health import Health, assess
 
 
 def input_topic(settings: Settings) -> str:
@@ -65,7 +66,8 @@ class Worker:
                                                 self.broker.fetch_max_wait_ms)
         self.applying = asyncio.Lock()
         self.waits = Waits()
-        self.decisions = Decisions(self.processor, self.publish, s.batches_in_flight, self.waits)
+        self.decisions = Decisions(self.processor, self.publish, s.batches_in_flight, self.waits,
+                                   s.scoring_hold_s)
         self.commit = Commit(self.sender, store, changelog_topic, applying=self.applying,
                              drained=self.decisions.drained, in_flight=lambda: self.decisions.waiting,
                              watermarks=self.processor.schedule.watermarks,
@@ -103,6 +105,7 @@ class Worker:
         await self.started.wait()
         while True:
             await self.processor.pending_ready.wait()
+            await self.processor.breaker.until_retry()  # while Triton is down: at its backoff
             await self.publish(await self.processor.score_pending(self.settings.triton_max_rows))
 
     async def commit_forever(self) -> None:
@@ -117,14 +120,24 @@ class Worker:
     async def revoke(self, partitions: set[int]) -> None:
         """Before the partitions' next owner recovers them: what we did with them
         committed, then forgotten."""
-        await self.commit.commit()
+        self.decisions.release()  # batches held for Triton decided now, not by the next owner
+        try:
+            await self.commit.commit()
+        finally:
+            self.decisions.resume()
         self.processor.forget_partitions(partitions)
         self.cursor.forget(partitions)
 
     async def stop(self) -> None:
         """At shutdown, once no more input comes: the last commit, then the sender."""
+        self.decisions.release()
         await self.commit.commit()
         await self.sender.stop()
+
+    def health(self, ready: bool) -> Health:
+        """What /health answers, `ready`: the worker takes input (stream/worker/health.py)."""
+        return assess(ready=ready, scoring=self.processor.breaker, held=len(self.decisions.held),
+                      held_s=self.decisions.held_for())
 
     def backlog(self) -> int:
         return self.commit.backlog()

@@ -306,13 +306,14 @@ def cluster_without_triton(broker, nowhere, tmp_path):
 
 
 def test_triton_unreachable_loses_no_event_and_falls_back(cluster_without_triton):
-    """Today's behaviour with Triton unreachable for the whole replay: every event
-    applied once, every recommendation update a fallback (the member's own items
-    first), the segment changes and anomalies of the events, and no churn alert
-    (inactivity checkpoints are only decided with a score)."""
+    """Triton unreachable for the whole replay, each batch held for its checkpoint
+    scores for `scoring_hold_s` only: every event applied once, every recommendation
+    update a fallback (the member's own items first), the segment changes and
+    anomalies of the events, and no churn alert (inactivity checkpoints are only
+    decided with a score)."""
     cluster = cluster_without_triton
     lines = excerpt_lines()
-    worker = cluster.start_worker(triton_timeout_s="1.0")
+    worker = cluster.start_worker(triton_timeout_s="1.0", scoring_hold_s="0.2", scoring_retry_max_s="0.2")
     cluster.wait_processed(worker, cluster.replay(lines))
     down = derived_without_scoring()
     m = worker.metrics()

@@ -62,6 +62,10 @@ class Triton:
     model: str
 
     @property
+    def ports(self) -> tuple[int, int, int]:
+        return self.http_port, self.grpc_port, self.metrics_port
+
+    @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
@@ -71,8 +75,9 @@ class Triton:
 
 
 def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
-                 config_name: str | None = None) -> Triton:
-    """`config_name="gpu"` serves `<model>/configs/gpu.pbtxt` instead of config.pbtxt."""
+                 config_name: str | None = None, ports: tuple[int, int, int] | None = None) -> Triton:
+    """`config_name="gpu"` serves `<model>/configs/gpu.pbtxt` instead of config.pbtxt;
+    `ports` (http, grpc, metrics): those of a server this one replaces (default: free ones)."""
     repo = Path(repo).resolve()
     if not (repo / model / "config.pbtxt").is_file():
         raise LaunchError(f"no model '{model}' in {repo} (run `memberstream train` and `export`)")
@@ -82,7 +87,7 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
     backends = python_backend_dir(work_dir)
     caches = work_dir / "caches"
     caches.mkdir(parents=True, exist_ok=True)
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = ports or (free_port(), free_port(), free_port())
     before = _shm_regions()
     proc = spawn("triton", [
         str(root / "bin" / "tritonserver"), f"--model-repository={repo}",

@@ -12,6 +12,7 @@ from stream.scoring.scores import ScoringUnavailable
 from stream.settings import Settings
 from stream.tools.replay import _key_and_time
 
+from tests.fixtures.fakes import FlakyScorer
 from tests.fixtures.model import InProcessScorer
 from tests.fixtures.paths import EXCERPT
 
@@ -188,3 +189,33 @@ def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_goes_on
     assert b"Error" in headers["error_detail"].split(b":")[0]  # the exception type, then its text
     assert (result.counts["events"], result.counts["dead_lettered"], result.counts["processing_failures"]) == (2, 1, 1)
     assert set(result.changed) == {"a", "b"} and proc.state("a").n_events == proc.state("b").n_events == 1
+
+
+def test_members_served_fallbacks_stay_pending_and_get_the_model_after_an_outage():
+    """Any failure (refused, a timeout, an answer of the wrong shape, a bug) answers
+    popular items and keeps the member pending; the next scoring after the backoff
+    answers the model's items."""
+    failures = [ConnectionRefusedError("refused"), asyncio.TimeoutError(), "short", KeyError("TOP_ITEMS")]
+    settings = Settings(_env_file=None, scoring_retry_base_s=0.01)
+
+    async def go():
+        scorer = FlakyScorer(failures, items=("m1", "m2"))
+        proc = MemberProcessor(settings, {}, scorer)
+        await proc.process(records([("a", 0, "85123A"), ("b", 1, "71053")]))
+        updates = []
+        while scorer.failures:
+            await proc.breaker.until_retry()
+            result = await proc.score_pending(max_rows=1024)
+            updates += [orjson.loads(o.value) for o in result.outputs]
+            assert set(proc.pending) == {"a", "b"} and proc.cache["a"].pending_score
+        assert proc.breaker.state == "open" and proc.totals["scoring_failures"] == len(failures)
+        await proc.breaker.until_retry()
+        result = await proc.score_pending(max_rows=1024)
+        updates += [orjson.loads(o.value) for o in result.outputs]
+        return proc, updates
+
+    proc, updates = run(go())
+    # One fallback update each (the same fallback is not sent again), then the model's.
+    assert [(u["member_id"], u["fallback"]) for u in updates] == [("a", True), ("b", True), ("a", False), ("b", False)]
+    assert [i["item_id"] for i in updates[-1]["items"]] == ["m1", "m2"]
+    assert not proc.pending and proc.breaker.state == "closed" and not proc.cache["b"].recommendations_fallback
