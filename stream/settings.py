@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # The worker's producers (outputs, changelog, Faust's own): wait to fill a batch. 0:
     # the outputs of a batch already travel as one record batch per partition.
     producer_linger_s: float = Field(0.0, ge=0)
+    # The worker exits (code 3) once the broker has not answered for this long, for its
+    # supervisor to restart it (stream/worker/watchdog.py); 0: it waits however long.
+    broker_lost_exit_s: float = Field(60.0, ge=0)
     # Against the embedded broker every Fetch waits its full max wait (docs/broker.md, quirk 4).
     tansu_fetch_max_wait_ms: int = Field(20, ge=1)
     # Agent batches whose inactivity checkpoints may await their scores at once while

@@ -26,6 +26,7 @@ from typing import Optional
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from stream.log_limit import limit_root_handlers
 from stream.kafka import framing
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def _child(config: dict, use_uvloop: bool, log_level: str, shared: tuple, parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     logging.basicConfig(level=log_level.upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] batcher: %(message)s")
+    limit_root_handlers()
     batcher = Batcher(**config, shared=shared)
     if use_uvloop:
         import uvloop

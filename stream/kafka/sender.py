@@ -9,14 +9,25 @@ group to a record batch with aiokafka's batch API and submits every batch
 once. Keyed messages without a partition go where aiokafka's default
 partitioner (Kafka's murmur2) sends them, so a member's outputs share a
 partition as with `send`; in-partition order is the order given.
+
+A batch whose delivery fails with a retriable error (a leader change such as
+NotLeaderForPartition, a request timeout, NodeNotReady; aiokafka gives up on
+those once the batch is `request_timeout_ms` old, queueing included) is sent
+again, with backoff, until it is delivered or `give_up_s` has passed: the
+future the caller awaits is that of the last try. A resent batch may arrive
+after a later batch of its partition, and a batch that failed after all may
+have arrived once: at-least-once, with deterministic ids (docs/RELIABILITY.md).
+Failures are logged at most once per `LOG_EVERY_S` per topic.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Iterable, Optional
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.memo import Memo
@@ -27,9 +38,20 @@ log = logging.getLogger(__name__)
 Message = tuple[str, Optional[bytes], Optional[bytes], Optional[int], Optional[list]]
 
 
+RETRY_BASE_S, RETRY_MAX_S = 0.1, 5.0
+LOG_EVERY_S = 10.0
+
+
+def retriable(exc: BaseException) -> bool:
+    """A delivery error worth another try: the broker may answer it differently soon."""
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
 class BatchSender:
-    def __init__(self, bootstrap: str, linger_s: float):
-        self.bootstrap, self.linger_s = bootstrap, linger_s
+    def __init__(self, bootstrap: str, linger_s: float, give_up_s: float = 120.0):
+        self.bootstrap, self.linger_s, self.give_up_s = bootstrap, linger_s, give_up_s
+        self.retries = 0  # batches sent again after a retriable failure
+        self._logged: dict[str, float] = {}  # topic -> monotonic time of its last failure line
         self.producer: Optional[AIOKafkaProducer] = None  # made in `start`, inside the worker's loop
         self.partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
@@ -84,23 +106,51 @@ class BatchSender:
             groups.setdefault((topic, partition), []).append((key, value, headers))
         futures = []
         for (topic, partition), records in groups.items():
-            batch = self.producer.create_batch()
-            for key, value, headers in records:
-                if batch.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
-                    futures.append(await self._send(batch, topic, partition))
-                    batch = self.producer.create_batch()
-                    batch.append(timestamp=None, key=key, value=value, headers=headers or [])
-            futures.append(await self._send(batch, topic, partition))
+            for batch, chunk in self._batches(records):
+                future = await self.producer.send_batch(batch, topic, partition=partition)
+                futures.append(asyncio.ensure_future(self._delivered(future, chunk, topic, partition)))
         return futures
 
-    async def _send(self, batch, topic: str, partition: int) -> asyncio.Future:
-        records = batch.record_count()
-        future = await self.producer.send_batch(batch, topic, partition=partition)
-        future.add_done_callback(lambda f: _log_failure(f, topic, partition, records))
-        return future
+    def _batches(self, records: list) -> list[tuple]:
+        """The records as record batches, each with the records it holds (to send again)."""
+        out, batch, chunk = [], self.producer.create_batch(), []
+        for record in records:
+            key, value, headers = record
+            if batch.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+                out.append((batch, chunk))
+                batch, chunk = self.producer.create_batch(), []
+                batch.append(timestamp=None, key=key, value=value, headers=headers or [])
+            chunk.append(record)
+        out.append((batch, chunk))
+        return out
 
+    async def _resubmit(self, records: list, topic: str, partition: int) -> asyncio.Future:
+        batch = self.producer.create_batch()
+        for key, value, headers in records:
+            batch.append(timestamp=None, key=key, value=value, headers=headers or [])
+        return await self.producer.send_batch(batch, topic, partition=partition)
 
-def _log_failure(future: asyncio.Future, topic: str, partition: int, records: int) -> None:
-    """aiokafka's delivery errors do not say where: the log does."""
-    if not future.cancelled() and future.exception() is not None:
-        log.error("%d records to %s[%d] not delivered: %r", records, topic, partition, future.exception())
+    async def _delivered(self, future: asyncio.Future, records: list, topic: str, partition: int):
+        """Done once the records are delivered, after as many tries as retriable failures
+        need (or failed with the last error)."""
+        started, backoff = time.monotonic(), RETRY_BASE_S
+        while True:
+            try:
+                return await future
+            except Exception as exc:
+                if not retriable(exc) or time.monotonic() - started + backoff > self.give_up_s or self.closed:
+                    self._log(topic, "%d records to %s[%d] not delivered: %r", len(records), topic, partition, exc)
+                    raise
+                self._log(topic, "%d records to %s[%d] not delivered yet (%r); sending again with backoff",
+                          len(records), topic, partition, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(RETRY_MAX_S, backoff * 2)
+            self.retries += 1
+            future = await self._resubmit(records, topic, partition)
+
+    def _log(self, topic: str, *args) -> None:
+        """One line per topic per LOG_EVERY_S: a broker outage fails every batch."""
+        now = time.monotonic()
+        if now - self._logged.get(topic, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[topic] = now
+            log.warning(*args)

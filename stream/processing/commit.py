@@ -14,9 +14,10 @@ trips. A commit (`Commit.commit`) then runs these steps, in this order:
      written to the local store);
   1. every output of the cut is delivered;
   2. the states of the cut go to the changelog;
-  3. after them, in each partition, the input offset they reach (the sender
-     keeps each partition's order, so in the changelog an input offset
-     always follows the states it covers);
+  3. once they are delivered, in each partition, the input offset they
+     reach (so in the changelog an input offset always follows the states
+     it covers, even where a batch of states was split, or sent again after
+     a retriable error and overtaken: stream/kafka/sender.py);
   4. where the broker needs it, a lone end marker closes each written
      partition (docs/broker.md, quirk 2).
 
@@ -45,6 +46,7 @@ class Cut:
     inputs: dict[int, int] = field(default_factory=dict)
     sent: list = field(default_factory=list)  # delivery futures of the outputs
     records: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # key, value, partition
+    offsets: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # the input offsets, as records
 
 
 class Commit:
@@ -90,11 +92,12 @@ class Commit:
                 cut = self._cut()                        # 0
             if cut.sent:
                 await asyncio.gather(*cut.sent)          # 1
-            if not cut.records:
+            if not cut.records and not cut.offsets:
                 return
-            await self._deliver(cut.records)             # 2 and 3
+            await self._deliver(cut.records)             # 2
+            await self._deliver(cut.offsets)             # 3
             if self.end_marker is not None:              # 4
-                written = sorted({p for _, _, p in cut.records})
+                written = sorted({p for _, _, p in cut.records + cut.offsets})
                 await self._deliver([(*self.end_marker(p, self.watermarks.get(p, 0)), p) for p in written])
 
     def _cut(self) -> Cut:
@@ -104,12 +107,14 @@ class Commit:
         cut.records = [(member.encode(), state.to_bytes(), state.partition)
                        for member, state in cut.states.items()]
         # After the partition's states: once it is in the changelog, they are too.
-        cut.records += [(keys.input_key(p), str(offset).encode(), p) for p, offset in cut.inputs.items()]
-        for key, value, _ in cut.records:
+        cut.offsets = [(keys.input_key(p), str(offset).encode(), p) for p, offset in cut.inputs.items()]
+        for key, value, _ in cut.records + cut.offsets:
             self.store[key] = value
         return cut
 
     async def _deliver(self, records: list[tuple[bytes, bytes, int]]) -> None:
         """Changelog records, one record batch per partition, delivered."""
+        if not records:
+            return
         await asyncio.gather(*await self.sender.send(
             (self.changelog_topic, key, value, partition, None) for key, value, partition in records))

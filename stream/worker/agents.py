@@ -26,6 +26,7 @@ import faust
 
 from stream.contract import topics
 from stream.kafka.admin import ensure_topics
+from stream.log_limit import limit_root_handlers
 from stream.worker.stall_watcher import StallWatcher
 from stream.worker.worker import Worker
 
@@ -73,6 +74,12 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
     @app.task
     async def left_behind() -> None:
         await watcher.run()
+
+    @app.task
+    async def watching() -> None:
+        limit_root_handlers()  # Faust has set up logging by now
+        # A task of the loop, not of the app: it must outlive a crashed app.
+        worker.watchdog_task = asyncio.get_running_loop().create_task(worker.watchdog.run())
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:

@@ -38,7 +38,8 @@ def build_app(settings: Settings) -> tuple[faust.App, Worker]:
         **broker.faust_settings,
     )
     members = members_table(app, settings)
-    worker = Worker(settings, members.data, members.changelog_topic.get_topic_name())
+    worker = Worker(settings, members.data, members.changelog_topic.get_topic_name(),
+                    crashed=lambda: app.crash_reason if app._crashed.is_set() else None)
     watcher = agents.register(app, worker)
     web.register(app, worker, members, watcher)
     return app, worker

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import MutableMapping
+from typing import MutableMapping, Optional
 
 from stream.contract import topics
 from stream.kafka import framing
@@ -32,6 +32,7 @@ from stream.processing.waits import Waits
 from stream.scoring.triton import TritonScorer
 from stream.settings import Settings
 from stream.worker.health import Health, assess
+from stream.worker.watchdog import Watchdog
 
 
 def input_topic(settings: Settings) -> str:
@@ -42,9 +43,10 @@ def input_topic(settings: Settings) -> str:
 
 class Worker:
     def __init__(self, settings: Settings, store: MutableMapping[bytes, bytes], changelog_topic: str, *,
-                 scorer=None, sender=None, refetcher=None) -> None:
+                 scorer=None, sender=None, refetcher=None, crashed=lambda: None) -> None:
         """`store`: the members table's data; `changelog_topic`: its changelog. `scorer`,
-        `sender`, `refetcher`: stand-ins for tests (default: Triton, Kafka)."""
+        `sender`, `refetcher`: stand-ins for tests (default: Triton, Kafka); `crashed`:
+        the Faust app's crash reason, None while it runs (for the watchdog)."""
         s = self.settings = settings
         self.broker = broker_profile(settings)
         self.input_topic = input_topic(settings)
@@ -77,6 +79,8 @@ class Worker:
         # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
         self.batch = s.batch_max_frames if s.frames else s.batch_max_events
         self.batch_within_s = s.frame_batch_within_s if s.frames else s.batch_within_s
+        self.watchdog = Watchdog(s.bootstrap_servers, s.broker_lost_exit_s, crashed)
+        self.watchdog_task: Optional[asyncio.Task] = None
         self.started = asyncio.Event()  # scorer and sender started
         self.agent_moved_at = 0.0  # monotonic time the agent last got a batch (0: not yet)
 
@@ -137,7 +141,7 @@ class Worker:
     def health(self, ready: bool) -> Health:
         """What /health answers, `ready`: the worker takes input (stream/worker/health.py)."""
         return assess(ready=ready, scoring=self.processor.breaker, held=len(self.decisions.held),
-                      held_s=self.decisions.held_for())
+                      held_s=self.decisions.held_for(), broker_down_s=self.watchdog.broker_down_s())
 
     def backlog(self) -> int:
         return self.commit.backlog()
