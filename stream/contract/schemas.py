@@ -96,7 +96,8 @@ class MemberValue(BaseModel):
 class ChurnAlert(BaseModel):
     """`crm.churn-alerts`: one per risk episode."""
     schema_version: int = SCHEMA_VERSION
-    alert_id: str = Field(description="deterministic: a redelivered alert has the same id")
+    alert_id: str = Field(description="deterministic, from the member and the newest event before the "
+                                      "silence: an alert sent again has the same id (drop repeats by it)")
     member_id: str
     churn_probability: float
     risk_level: RiskLevel
@@ -118,6 +119,9 @@ class RecommendedItem(BaseModel):
 class RecommendationUpdate(BaseModel):
     """`crm.recommendations`: sent when a member's top-K changes."""
     schema_version: int = SCHEMA_VERSION
+    update_id: str = Field(description="deterministic, from the member, the member state scored (event "
+                                       "count, based_on), model_version and fallback: an update sent again "
+                                       "has the same id (drop repeats by it)")
     member_id: str
     items: list[RecommendedItem]
     model_version: str
@@ -129,6 +133,9 @@ class RecommendationUpdate(BaseModel):
 class SegmentChange(BaseModel):
     """`crm.segments`: sent when lifecycle stage or tier changes."""
     schema_version: int = SCHEMA_VERSION
+    change_id: str = Field(description="deterministic, from the member, the event or inactivity checkpoint "
+                                       "that decided the change, and the change: a change sent again has the "
+                                       "same id (drop repeats by it)")
     member_id: str
     lifecycle_stage: LifecycleStage
     tier: Tier
@@ -140,6 +147,8 @@ class SegmentChange(BaseModel):
 class Anomaly(BaseModel):
     """`crm.anomalies`: for fraud and abuse review, not automatic action."""
     schema_version: int = SCHEMA_VERSION
+    anomaly_id: str = Field(description="deterministic, from the member and the purchase event that raised "
+                                        "it: an anomaly sent again has the same id (drop repeats by it)")
     member_id: str
     anomaly_score: float = Field(ge=0, le=1)
     reasons: list[Reason]

@@ -73,6 +73,8 @@ class _Event:
     started_visit: bool
     purchase_visits: int
     monetary: float
+    event_id: str
+    n_events: int
 
 
 @dataclass(slots=True)
@@ -86,8 +88,8 @@ class Prepared:
 
 def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected) -> None:
     """The record to the dead-letter topic: its bytes untouched, headers naming why."""
-    out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value,
-                                dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset)))
+    headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value)
+    out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value, headers))
     out.counts["dead_lettered"] += 1
 
 
@@ -204,7 +206,8 @@ class MemberProcessor:
                 self.schedule.schedule(state)
                 touched[event.member_id] = state
                 self.pending.mark(state)
-                steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary))
+                steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary,
+                                    event.event_id, state.n_events))
                 if visit is not None:
                     self.popularity[event.item_id] += event.quantity
                     anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
@@ -346,11 +349,13 @@ class MemberProcessor:
                 if step.days >= s.churned_after_days:
                     state.churned = True
                 visits, monetary, at_ms = step.snapshot.purchase_visits, step.snapshot.monetary, step.due_ms
+                cause = step.snapshot.last_event_id, step.n_events, step.days
             else:
                 segment_policy.on_member_event(state, step.started_visit)
                 visits, monetary, at_ms = step.purchase_visits, step.monetary, step.ts
+                cause = step.event_id, step.n_events, 0
             change = segment_policy.segment_change(state, visits, monetary, at_ms,
-                                                   s.loyal_after_visits, s.tier_thresholds)
+                                                   s.loyal_after_visits, s.tier_thresholds, cause)
             if change is not None:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1

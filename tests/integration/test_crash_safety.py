@@ -15,6 +15,7 @@ import pytest
 
 from stream.kafka import framing
 from stream.contract import topics
+from stream.domain.dead_letter import dead_letter_id
 from stream.kafka.admin import ensure_topics
 from stream.kafka.batcher import Batcher
 from stream.tools.launcher import LaunchError, WorkerProcess, records_taken, start_broker, wait_until
@@ -84,6 +85,8 @@ def _member(worker: WorkerProcess, member: str) -> dict:
 def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
     """Every member's state (GET /members, routed to its owner) and the output topics."""
     alerts = cluster.read_json(topics.CHURN_ALERTS, idle_s=1.0)
+    segments = cluster.read_json(topics.SEGMENTS, idle_s=1.0)
+    dead_letters = cluster.read(topics.DEAD_LETTER, idle_s=1.0)
     final_recs = {}
     for r in cluster.read_json(topics.RECOMMENDATIONS, idle_s=1.0):  # one member: one partition, in order
         final_recs[r["member_id"]] = [i["item_id"] for i in r["items"]]
@@ -92,11 +95,22 @@ def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
         "alert_ids": [a["alert_id"] for a in alerts],
         "alerts": {a["alert_id"]: (a["member_id"], a["event_time"], a["churn_probability"],
                                    [r["code"] for r in a["reasons"]]) for a in alerts},
-        "segments": {orjson.dumps(s, option=orjson.OPT_SORT_KEYS)
-                     for s in cluster.read_json(topics.SEGMENTS, idle_s=1.0)},
+        "segments": {orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for s in segments},
         "final_recommendations": final_recs,
-        "dead_letters": {d.value for d in cluster.read(topics.DEAD_LETTER, idle_s=1.0)},
+        "dead_letters": {d.value for d in dead_letters},
+        # Every id sent, repeats included (a consumer drops them by id).
+        "ids": {topics.SEGMENTS: [s["change_id"] for s in segments],
+                topics.ANOMALIES: [a["anomaly_id"] for a in cluster.read_json(topics.ANOMALIES, idle_s=1.0)],
+                topics.DEAD_LETTER: [dict(d.headers)["dead_letter_id"].decode() for d in dead_letters]},
     }
+
+
+def _dead_letter_ids_of_the_log(cluster: Cluster) -> set[str]:
+    """The id each bad record of shop.events must be dead-lettered with. Its own broker's:
+    the replay sends unkeyed lines to a random partition, which moves offsets there."""
+    bad = set(_valid_by_member(excerpt_lines())[1])
+    return {dead_letter_id(topics.SHOP_EVENTS, m.partition, m.offset, m.value)
+            for m in cluster.read(topics.SHOP_EVENTS, idle_s=1.0) if m.value in bad}
 
 
 def _comparable(state: dict) -> dict:
@@ -128,6 +142,7 @@ def clean(triton, tmp_path_factory) -> dict:
         cluster.wait_processed(worker, cluster.replay(lines))
         outcome = _outcome(cluster, worker, valid)
         outcome["metrics"] = worker.metrics()
+        outcome["log_dead_letter_ids"] = _dead_letter_ids_of_the_log(cluster)
     finally:
         cluster.stop()
         broker.process.stop()
@@ -135,6 +150,12 @@ def clean(triton, tmp_path_factory) -> dict:
     assert (m["memberstream_events_total"], m["memberstream_dead_lettered_total"],
             m["memberstream_duplicates_total"]) == (904, 22, 1), m
     assert len(outcome["alert_ids"]) == len(set(outcome["alert_ids"])) == m["memberstream_alerts_total"] > 0
+    # Each segment change, anomaly and dead letter with an id of its own (as derived in-process:
+    # tests/unit/processing/test_expected.py).
+    assert {t: (len(ids), len(set(ids))) for t, ids in outcome["ids"].items()} == {
+        topics.SEGMENTS: (59, 59), topics.ANOMALIES: (5, 5), topics.DEAD_LETTER: (22, 22)}
+    assert (m["memberstream_segment_changes_total"], m["memberstream_anomalies_total"]) == (59, 5), m
+    assert set(outcome["ids"][topics.DEAD_LETTER]) == outcome["log_dead_letter_ids"]
     return outcome
 
 
@@ -175,7 +196,8 @@ def _expect_members(got: dict, clean: dict, valid: dict) -> None:
 def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(cluster, clean):
     """SIGKILL a worker while the log is still arriving and its newest work is not yet in
     the changelog; its replacement recovers, re-applies exactly what was lost from the input
-    cursor, and ends with the clean run's members, alert ids and segment changes."""
+    cursor, and ends with the clean run's members, alert ids and segment changes; what it
+    sent again carries the ids it had (segment changes, anomalies, dead letters)."""
     lines = excerpt_lines()
     valid, _ = _valid_by_member(lines)
     head = 300
@@ -245,6 +267,12 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     assert set(got["alert_ids"]) == set(clean["alert_ids"]), (got["alerts"], clean["alerts"])
     assert got["alerts"] == clean["alerts"]  # member, event time, probability, reasons
     assert got["segments"] == clean["segments"]
+    # Those sent again after the crash carry the ids they had: the clean run's ids, none missing
+    # (dead letters: those of this broker's log, whose unkeyed lines went to other partitions).
+    assert {t: set(got["ids"][t]) for t in (topics.SEGMENTS, topics.ANOMALIES)} == {
+        t: set(clean["ids"][t]) for t in (topics.SEGMENTS, topics.ANOMALIES)}
+    assert set(got["ids"][topics.DEAD_LETTER]) == _dead_letter_ids_of_the_log(cluster)
+    assert len(set(got["ids"][topics.DEAD_LETTER])) == 22
     assert got["final_recommendations"] == clean["final_recommendations"]
     assert got["dead_letters"] == clean["dead_letters"]
 

@@ -29,6 +29,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 
 from stream.kafka import framing
 from stream.contract import topics
+from stream.domain.dead_letter import dead_letter_id
 from stream.tools.launcher import wait_until
 from stream.worker.worker import input_topic
 from tests.fixtures.expected import (PARTITIONS, derived, derived_without_scoring, expected_alerts, expected_final_top5,
@@ -40,7 +41,7 @@ from .test_pipeline import _valid_by_member
 pytestmark = pytest.mark.integration
 
 GROUP = settings().app_id  # the Faust consumer group of the agent
-DLQ_HEADERS = ["error", "error_detail", "source_topic", "source_partition", "source_offset", "rejected_at"]
+DLQ_HEADERS = ["dead_letter_id", "error", "error_detail", "source_topic", "source_partition", "source_offset", "rejected_at"]
 PATHS = pytest.mark.parametrize("frames", [True, False], ids=["frames", "direct"])
 
 
@@ -142,7 +143,7 @@ def _assert_member_states(worker, expected: dict) -> None:
 def _assert_dead_letters(cluster: Cluster, lines: list[bytes]) -> None:
     """shop.events.dlq holds exactly one dead letter per bad line: its bytes, its key,
     and headers naming the error and the partition and offset the record has on
-    shop.events (read from shop.events itself)."""
+    shop.events (read from shop.events itself), and the id of that record."""
     _, bad = _valid_by_member(lines)
     # Error code and detail per bad value, from the in-process replay.
     reasons = defaultdict(list)
@@ -156,7 +157,8 @@ def _assert_dead_letters(cluster: Cluster, lines: list[bytes]) -> None:
         if m.value in reasons:
             [(error, detail)] = set(reasons[m.value])
             expected[(m.value, m.key, b"shop.events", str(m.partition).encode(), str(m.offset).encode(),
-                      error, detail)] += 1
+                      error, detail,
+                      dead_letter_id(topics.SHOP_EVENTS, m.partition, m.offset, m.value).encode())] += 1
     assert sum(expected.values()) == 22
     dead = cluster.read(topics.DEAD_LETTER)
     assert [name for name, _ in dead[0].headers] == DLQ_HEADERS
@@ -165,7 +167,7 @@ def _assert_dead_letters(cluster: Cluster, lines: list[bytes]) -> None:
         assert [name for name, _ in d.headers] == DLQ_HEADERS
         h = dict(d.headers)
         got[(d.value, d.key, h["source_topic"], h["source_partition"], h["source_offset"],
-             h["error"], h["error_detail"])] += 1
+             h["error"], h["error_detail"], h["dead_letter_id"])] += 1
     assert got == expected
     assert Counter(k[5] for k in got.elements()) == {b"NOT_JSON": 1, b"NOT_OBJECT": 1, b"INVALID": 20}
 

@@ -1,4 +1,9 @@
-"""Anomalies for fraud and abuse review: bursts of orders and spend spikes."""
+"""Anomalies for fraud and abuse review: bursts of orders and spend spikes.
+
+At most one anomaly per purchase event; its id names that event (its id and
+the member's event count after it), so an anomaly sent again after a restart
+has the id it had.
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,12 +11,17 @@ from statistics import median
 
 from stream.domain.event_time import rfc3339
 from stream.domain.member_state import MemberState, Visit
+from stream.domain.message_id import message_id
 from stream.contract.schemas import Anomaly, Reason
 
 BURST_WINDOW_MS = 60 * 60 * 1000
 BURST_ORDERS = 4
 SPIKE_FACTOR = 10.0
 SPIKE_HISTORY = 4
+
+
+def anomaly_id(member_id: str, n_events: int, event_id: str) -> str:
+    return message_id("anomaly", member_id, n_events, event_id)
 
 
 def on_purchase(state: MemberState, visit: Visit, started: bool, event_id: str) -> Optional[Anomaly]:
@@ -34,5 +44,6 @@ def on_purchase(state: MemberState, visit: Visit, started: bool, event_id: str) 
             score = max(score, min(1.0, visit.spend / typical / (5 * SPIKE_FACTOR)))
     if not reasons:
         return None
-    return Anomaly(member_id=state.member_id, anomaly_score=round(score, 4), reasons=reasons,
+    return Anomaly(anomaly_id=anomaly_id(state.member_id, state.n_events, event_id),
+                   member_id=state.member_id, anomaly_score=round(score, 4), reasons=reasons,
                    event_ids=list(dict.fromkeys(ids)), event_time=rfc3339(state.last_ts))

@@ -1,11 +1,24 @@
-"""Recommendation updates: published when the member's top-K item ids change."""
+"""Recommendation updates: published when the member's top-K item ids change.
+
+Which of a member's states get scored depends on load (DESIGN.md section 8), so
+an update's id names the state it answers (the member's event count and newest
+event id), the model version and whether it is the fallback: an update sent
+again after a restart has the id it had, and equal ids are answers to the same
+member state by the same model (or both by the fallback, whose popular items are
+counted since the worker started and may differ).
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 from stream.domain.event_time import rfc3339
 from stream.domain.member_state import MemberState
+from stream.domain.message_id import message_id
 from stream.contract.schemas import SCHEMA_VERSION
+
+
+def update_id(member_id: str, n_events: int, last_event_id: str, model_version: str, fallback: bool) -> str:
+    return message_id("recommendation", member_id, n_events, last_event_id, model_version, fallback)
 
 
 def recommendation_update(state: MemberState, items: Sequence[str], scores: Sequence[float], k: int,
@@ -18,7 +31,9 @@ def recommendation_update(state: MemberState, items: Sequence[str], scores: Sequ
     if [i for i, _ in top] == [i for i, _ in state.recommendations] and fallback == state.recommendations_fallback:
         return None
     state.recommendations, state.recommendations_fallback = top, fallback
-    return {"schema_version": SCHEMA_VERSION, "member_id": state.member_id,
+    return {"schema_version": SCHEMA_VERSION,
+            "update_id": update_id(state.member_id, state.n_events, state.last_event_id, model_version, fallback),
+            "member_id": state.member_id,
             "items": [{"item_id": i, "score": s, "rank": r} for r, (i, s) in enumerate(top, 1)],
             "model_version": model_version, "fallback": fallback, "based_on": state.last_event_id,
             "event_time": rfc3339(state.last_ts)}

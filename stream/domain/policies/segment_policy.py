@@ -1,10 +1,17 @@
-"""Lifecycle stage and value tier; a change is published, nothing else."""
+"""Lifecycle stage and value tier; a change is published, nothing else.
+
+A change's id names the step that decided it (the event, or the inactivity
+checkpoint after it) and the change made, so a change sent again after a
+restart has the id it had, and two changes never share one: a member's event
+count tells their steps apart even where event ids or event times repeat.
+"""
 from __future__ import annotations
 
 from typing import Optional
 
 from stream.domain.event_time import rfc3339
 from stream.domain.member_state import MemberState
+from stream.domain.message_id import message_id
 from stream.contract.schemas import SCHEMA_VERSION
 
 
@@ -38,16 +45,26 @@ def on_member_event(state: MemberState, started_visit: bool) -> None:
         state.reactivated = False
 
 
+def change_id(member_id: str, cause: tuple[str, int, int], previous: tuple[Optional[str], Optional[str]],
+              stage: str, level: str) -> str:
+    return message_id("segment", member_id, *cause, *previous, stage, level)
+
+
 def segment_change(state: MemberState, purchase_visits: int, monetary: float, at_ms: int,
-                   loyal_after_visits: int, thresholds: list[float]) -> Optional[dict]:
+                   loyal_after_visits: int, thresholds: list[float],
+                   cause: tuple[str, int, int]) -> Optional[dict]:
     """Stage and tier as of one step (counters as they were then); None if unchanged.
-    The `crm.segments` message as a dict in the field order of schemas.SegmentChange
-    (checked against the model in tests/unit/domain/test_policies.py)."""
+    `cause` is the step: (event id, the member's event count after that event,
+    checkpoint days, 0 for the event itself). The `crm.segments` message as a dict
+    in the field order of schemas.SegmentChange (checked against the model in
+    tests/unit/domain/test_policies.py)."""
     stage = lifecycle_stage(state, purchase_visits, loyal_after_visits)
     level = tier(monetary, thresholds)
     if stage == state.stage and level == state.tier:
         return None
-    change = {"schema_version": SCHEMA_VERSION, "member_id": state.member_id, "lifecycle_stage": stage,
+    change = {"schema_version": SCHEMA_VERSION,
+              "change_id": change_id(state.member_id, cause, (state.stage, state.tier), stage, level),
+              "member_id": state.member_id, "lifecycle_stage": stage,
               "tier": level, "previous_lifecycle_stage": state.stage, "previous_tier": state.tier,
               "event_time": rfc3339(at_ms)}
     state.stage, state.tier = stage, level

@@ -6,6 +6,7 @@ from stream.processing.processor import _snapshot
 from stream.contract.schemas import ShopEvent
 
 T0 = 1_291_191_960_000
+CAUSE = ("e0", 1, 0)  # the step a segment change is decided at (its id's input)
 
 
 def member(n_orders=1, spends=None):
@@ -56,17 +57,17 @@ def test_reasons_cart_abandoned_and_spend_drop():
 
 def test_lifecycle_and_tier_changes_are_published_once():
     s = member()
-    change = segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0])
+    change = segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0], CAUSE)
     assert (change["lifecycle_stage"], change["tier"], change["previous_lifecycle_stage"]) == ("new", "bronze", None)
-    assert segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0]) is None
-    assert segment_policy.segment_change(s, 2, 600.0, T0, 5, [500.0, 2000.0])["tier"] == "silver"
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
+    assert segment_policy.segment_change(s, 1, 10.0, T0, 5, [500.0, 2000.0], CAUSE) is None
+    assert segment_policy.segment_change(s, 2, 600.0, T0, 5, [500.0, 2000.0], CAUSE)["tier"] == "silver"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0], CAUSE)["lifecycle_stage"] == "loyal"
     s.churned = True
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "churned"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0], CAUSE)["lifecycle_stage"] == "churned"
     segment_policy.on_member_event(s, started_visit=False)
-    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "reactivated"
+    assert segment_policy.segment_change(s, 5, 600.0, T0, 5, [500.0, 2000.0], CAUSE)["lifecycle_stage"] == "reactivated"
     segment_policy.on_member_event(s, started_visit=True)
-    assert segment_policy.segment_change(s, 6, 600.0, T0, 5, [500.0, 2000.0])["lifecycle_stage"] == "loyal"
+    assert segment_policy.segment_change(s, 6, 600.0, T0, 5, [500.0, 2000.0], CAUSE)["lifecycle_stage"] == "loyal"
 
 
 def test_recommendations_sent_only_when_the_top_k_changes():
@@ -124,7 +125,7 @@ def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byt
     from stream.contract.schemas import RecommendationUpdate, SegmentChange
 
     s = member()
-    change = segment_policy.segment_change(s, 2, 600.0, T0 + 123, 5, [500.0, 2000.0])
+    change = segment_policy.segment_change(s, 2, 600.0, T0 + 123, 5, [500.0, 2000.0], CAUSE)
     assert _json(change) == orjson.dumps(SegmentChange(**change).model_dump(mode="json"))
     assert change["event_time"].endswith(".123Z") and change["previous_tier"] is None
     update = recommendation_policy.recommendation_update(s, ["a", "é", "c"], [0.5, 1 / 3, 0.1], 3, "m@1", True)

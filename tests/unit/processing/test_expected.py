@@ -21,8 +21,8 @@ def test_derived_alerts_and_recommendations_are_the_pinned_ones():
 
 def test_another_batching_and_no_churn_at_checkpoints_decide_the_same():
     """Batches of 1,000 records instead of 50, every checkpoint scored in its batch's
-    request instead of taken from the last scoring: the same alerts with the same ids,
-    the same segment changes and the same final recommendation lists."""
+    request instead of taken from the last scoring: the same alerts, segment changes,
+    anomalies and dead letters with the same ids, and the same final recommendation lists."""
     d, other = derived(), derive(batch=1000, checkpoints_served=False)
 
     def final(x):
@@ -30,8 +30,11 @@ def test_another_batching_and_no_churn_at_checkpoints_decide_the_same():
 
     assert other.totals["checkpoints_known"] == 0 < other.totals["checkpoint_rows"]
     assert other.alerts == d.alerts
-    assert {a["alert_id"] for a in other.of(topics.CHURN_ALERTS)} == {a["alert_id"] for a in d.of(topics.CHURN_ALERTS)}
     assert other.segments == d.segments
+    sent = {t: d.ids(t) for t in (topics.CHURN_ALERTS, topics.SEGMENTS, topics.ANOMALIES, topics.DEAD_LETTER)}
+    assert {t: len(set(ids)) for t, ids in sent.items()} == {t: len(ids) for t, ids in sent.items()} == {
+        topics.CHURN_ALERTS: 6, topics.SEGMENTS: 59, topics.ANOMALIES: 5, topics.DEAD_LETTER: 22}
+    assert {t: set(other.ids(t)) for t in sent} == {t: set(ids) for t, ids in sent.items()}
     assert final(other) == final(d) and len(final(d)) == 20
     assert other.states == d.states
 
