@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test unit integration demo model evaluate schemas bench bench-gpu bench-serving profile clean
+.PHONY: venv test unit integration reliability demo model evaluate schemas bench bench-gpu bench-serving profile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
+
+# The fault suite alone (docs/RELIABILITY.md): faults injected into the real processes,
+# and the parser fuzz. `make test` runs it too, in the same sizes.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m reliability
 
 demo: $(STAMP)
 	$(BIN)/memberstream demo

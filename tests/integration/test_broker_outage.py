@@ -18,7 +18,7 @@ from stream.worker.watchdog import EXIT_BROKER_LOST
 
 from .conftest import excerpt_lines
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 LOST_EXIT_S = 8
 

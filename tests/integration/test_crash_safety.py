@@ -23,7 +23,7 @@ from stream.tools.launcher import LaunchError, WorkerProcess, records_taken, sta
 from .conftest import Cluster, excerpt_lines, settings, sigkill
 from .test_pipeline import _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 APP = settings().app_id
 FRAMES = topics.frames_topic(APP)

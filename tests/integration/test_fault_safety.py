@@ -38,7 +38,7 @@ from tests.fixtures.expected import (PARTITIONS, derived, derived_without_scorin
 from .conftest import Cluster, excerpt_lines, settings
 from .test_pipeline import _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 GROUP = settings().app_id  # the Faust consumer group of the agent
 DLQ_HEADERS = ["dead_letter_id", "error", "error_detail", "source_topic", "source_partition", "source_offset", "rejected_at"]

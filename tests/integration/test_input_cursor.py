@@ -16,7 +16,7 @@ from stream.kafka.refetcher import Refetcher
 from .conftest import excerpt_lines, settings
 from .test_pipeline import _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def test_refetcher_reads_ranges_and_sees_a_recreated_topic(broker):

@@ -15,7 +15,7 @@ from stream.processing import keys
 from .conftest import excerpt_lines
 from .test_pipeline import EXPECTED_ALERTS, _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def _internal_looking(n_partitions: int) -> list[bytes]:

@@ -12,7 +12,7 @@ from stream.contract import topics
 from .conftest import excerpt_lines
 from .test_pipeline import EXPECTED_ALERTS, _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def test_restart_recovers_the_members_table(cluster):

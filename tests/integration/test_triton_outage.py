@@ -22,7 +22,7 @@ from tests.fixtures.expected import derived
 
 from .conftest import ROOT, Cluster, excerpt_lines
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 RATE = 150.0  # events/s: the excerpt takes 6 s, Triton is killed after 250 of them
 

@@ -11,7 +11,7 @@ from stream.tools.launcher import wait_until
 from .conftest import excerpt_lines
 from .test_pipeline import _valid_by_member
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def test_two_workers_process_the_excerpt_between_them(cluster):
