@@ -17,7 +17,8 @@ again, with backoff, until it is delivered or `give_up_s` has passed: the
 future the caller awaits is that of the last try. A resent batch may arrive
 after a later batch of its partition, and a batch that failed after all may
 have arrived once: at-least-once, with deterministic ids (docs/RELIABILITY.md).
-Failures are logged at most once per `LOG_EVERY_S` per topic.
+Failures are logged at most once per `LOG_EVERY_S` per message template
+(stream/log_limit.py, on this module's logger).
 """
 from __future__ import annotations
 
@@ -30,16 +31,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.log_limit import RateLimit
 from stream.memo import Memo
 
 log = logging.getLogger(__name__)
+LOG_EVERY_S = 10.0
+log.addFilter(RateLimit(LOG_EVERY_S))  # a broker outage fails every batch
 
 # (topic, key, value, partition or None, headers or None)
 Message = tuple[str, Optional[bytes], Optional[bytes], Optional[int], Optional[list]]
 
 
 RETRY_BASE_S, RETRY_MAX_S = 0.1, 5.0
-LOG_EVERY_S = 10.0
 
 
 def retriable(exc: BaseException) -> bool:
@@ -51,7 +54,6 @@ class BatchSender:
     def __init__(self, bootstrap: str, linger_s: float, give_up_s: float = 120.0):
         self.bootstrap, self.linger_s, self.give_up_s = bootstrap, linger_s, give_up_s
         self.retries = 0  # batches sent again after a retriable failure
-        self._logged: dict[str, float] = {}  # topic -> monotonic time of its last failure line
         self.producer: Optional[AIOKafkaProducer] = None  # made in `start`, inside the worker's loop
         self.partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
@@ -125,9 +127,8 @@ class BatchSender:
         return out
 
     async def _resubmit(self, records: list, topic: str, partition: int) -> asyncio.Future:
-        batch = self.producer.create_batch()
-        for key, value, headers in records:
-            batch.append(timestamp=None, key=key, value=value, headers=headers or [])
+        """Records that filled one batch before, in one batch again."""
+        [(batch, _)] = self._batches(records)
         return await self.producer.send_batch(batch, topic, partition=partition)
 
     async def _delivered(self, future: asyncio.Future, records: list, topic: str, partition: int):
@@ -139,18 +140,11 @@ class BatchSender:
                 return await future
             except Exception as exc:
                 if not retriable(exc) or time.monotonic() - started + backoff > self.give_up_s or self.closed:
-                    self._log(topic, "%d records to %s[%d] not delivered: %r", len(records), topic, partition, exc)
+                    log.error("%d records to %s[%d] not delivered: %r", len(records), topic, partition, exc)
                     raise
-                self._log(topic, "%d records to %s[%d] not delivered yet (%r); sending again with backoff",
-                          len(records), topic, partition, exc)
+                log.warning("%d records to %s[%d] not delivered yet (%r); sending again with backoff",
+                            len(records), topic, partition, exc)
             await asyncio.sleep(backoff)
             backoff = min(RETRY_MAX_S, backoff * 2)
             self.retries += 1
             future = await self._resubmit(records, topic, partition)
-
-    def _log(self, topic: str, *args) -> None:
-        """One line per topic per LOG_EVERY_S: a broker outage fails every batch."""
-        now = time.monotonic()
-        if now - self._logged.get(topic, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._logged[topic] = now
-            log.warning(*args)

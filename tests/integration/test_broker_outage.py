@@ -6,10 +6,7 @@ the broker has been gone for `broker_lost_exit_s`, for its supervisor to
 restart it."""
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -23,18 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 LOST_EXIT_S = 8
 
 
-def _health(worker) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{worker.web_url}/health", timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 def test_broker_stopped_under_a_worker_gives_503_then_a_bounded_exit(cluster):
     worker = cluster.start_worker(broker_lost_exit_s=str(LOST_EXIT_S))
     cluster.wait_processed(worker, cluster.replay(excerpt_lines()))
-    assert _health(worker)[0] == 200
+    assert worker.health()[0] == 200
     before = len(worker.process.log_path.read_text().splitlines())
 
     cluster.broker.process.stop()
@@ -42,7 +31,7 @@ def test_broker_stopped_under_a_worker_gives_503_then_a_bounded_exit(cluster):
     seen: list[tuple[int, dict]] = []
 
     def unhealthy() -> bool:
-        seen.append(_health(worker))
+        seen.append(worker.health())
         return seen[-1][0] == 503
     wait_until(unhealthy, 10, "/health to answer 503")
     code, health = seen[-1]

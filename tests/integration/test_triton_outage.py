@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import threading
-import urllib.error
 import urllib.request
 
 import pytest
@@ -36,14 +35,6 @@ def own_triton(tmp_path):
         server.process.stop()
 
 
-def _health(worker) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{worker.web_url}/health", timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 def _alerts(items) -> list[tuple]:
     return sorted((a["member_id"], a["event_time"], tuple(r["code"] for r in a["reasons"]), a["alert_id"])
                   for a in items)
@@ -66,7 +57,7 @@ def test_triton_killed_under_load_delays_alerts_but_loses_none(broker, own_trito
         assert not replay.is_alive()
         # Checkpoints came due after the kill: their batches wait, and the input behind them.
         wait_until(lambda: worker.metrics()["memberstream_batches_held"] >= 1, 30, "a batch held")
-        code, health = _health(worker)
+        code, health = worker.health()
         assert (code, health["status"]) == (503, "degraded"), health
         assert any(r.startswith("triton unreachable") for r in health["reasons"]), health
         assert worker.processed() < len(lines)
@@ -84,7 +75,7 @@ def test_triton_killed_under_load_delays_alerts_but_loses_none(broker, own_trito
             with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
                 state = json.load(r)
             assert not state["recommendations_fallback"] and state["recommendations"], member
-        code, health = _health(worker)
+        code, health = worker.health()
         assert (code, health["status"], health["reasons"]) == (200, "ok", [])
         log = worker.process.log_path.read_text()
         assert log.count("triton scoring: unavailable") == 1 and log.count("triton scoring: back after") == 1, log

@@ -2,8 +2,10 @@
 through MEMBERSTREAM_* variables."""
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,14 @@ class WorkerProcess:
                 name, value = line.rsplit(" ", 1)
                 out[name] = float(value)
         return out
+
+    def health(self) -> tuple[int, dict]:
+        """The worker's /health: HTTP status and body (503 included)."""
+        try:
+            with urllib.request.urlopen(f"{self.web_url}/health", timeout=5) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
 
     def processed(self) -> int:
         """Input records the worker has finished with (events, dead letters, duplicates)."""
