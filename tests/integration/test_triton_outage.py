@@ -19,7 +19,7 @@ from stream.contract import topics
 from stream.tools.launcher import start_triton, wait_until
 from tests.fixtures.expected import derived
 
-from .conftest import ROOT, Cluster, excerpt_lines
+from .conftest import ROOT, Cluster, _children, _stat, excerpt_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -49,8 +49,12 @@ def test_triton_killed_under_load_delays_alerts_but_loses_none(broker, own_trito
         replay.start()
         wait_until(lambda: worker.processed() >= 250, 60, "250 records taken")
         old = own_triton[0]
+        stubs = [pid for pid, _ in _children(old.process.pid)]
+        assert stubs  # the Python backend's stub of the model
         os.kill(old.process.pid, signal.SIGKILL)  # no goodbye to its clients
-        old.process.stop()  # reaps it and removes its shared memory
+        old.process.stop()  # reaps it, stops its stubs, removes its shared memory
+        wait_until(lambda: not any(_stat(pid) and _stat(pid)[0] != "Z" for pid in stubs), 10,
+                   "the killed server's stubs to be gone")
         wait_until(lambda: worker.metrics()['memberstream_triton_circuit{state="open"}'] == 1, 30,
                    "the worker to see Triton gone")
         replay.join(60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -105,7 +106,15 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
             with contextlib.suppress(OSError):
                 (SHM / name).unlink()
 
-    proc.on_stop.append(remove_own_shm)
+    def stop_stubs() -> None:
+        # The Python backend's stubs may outlive a server killed with SIGKILL (seen once:
+        # one left running for hours; usually they notice and exit). They stay in its
+        # process group, which is its PID (a session of its own, launcher/process.py),
+        # so the group is stopped by that ID.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    proc.on_stop += [stop_stubs, remove_own_shm]
     try:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{http}/v2/models/{model}/ready"),
                    timeout, "Triton", proc, interval=0.2)
