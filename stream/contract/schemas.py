@@ -27,9 +27,9 @@ MIN_EVENT_MS = int(datetime(1995, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 MAX_EVENT_MS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 
 IdStr = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-# A member id holds no control character (U+0000-U+001F, U+007F): the members table's
+# A member id holds no control character (U+0000-U+001F, U+007F-U+009F): the members table's
 # bookkeeping keys start with U+0000 (stream/processing/keys.py), and no member id can.
-MemberId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MemberId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 def _parse_rfc3339(text: str) -> int:

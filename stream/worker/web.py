@@ -42,6 +42,7 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             "churn_probability": state.churn_probability, "open_alert": state.episode,
             "recommendations": [{"item_id": i, "score": s} for i, s in state.recommendations],
             "recommendations_fallback": state.recommendations_fallback,
+            "scoring_pending": state.pending_score,
             "sequence": state.items,
         })
 
