@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,17 +24,31 @@ CHECKPOINT = Path(".memberstream/checkpoints/memberstream.pt")
 
 
 class CliError(Exception):
-    """A user-facing failure: printed as one line."""
+    """A user-facing failure: printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
+def _quiet_kafka_client() -> None:
+    """A client command's errors are its own one line: aiokafka's log lines (a refused
+    connection, each retry) would come first, on stderr, through logging's last resort."""
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 @cli.command()
 def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> None:
-    """Start the embedded broker, Triton and workers; Ctrl-C stops all."""
-    from stream.tools.stack import running_stack, write_stack_env
+    """Start the embedded broker, Triton and workers, and keep them running: a dead
+    worker or Triton is restarted with backoff; the broker's death stops all. Ctrl-C stops all."""
+    from stream.tools.stack import running_stack, write_stack_env, write_stack_pids
+    from stream.tools.supervisor import StackLost
 
     settings = Settings()
     with running_stack(settings, settings.state_dir / "up", workers=workers, say=say) as stack:
@@ -46,12 +59,14 @@ def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            while True:
-                time.sleep(3600)
+            stack.supervisor(settings, say, on_restart=lambda: write_stack_pids(stack, path)).run()
         except KeyboardInterrupt:
             pass
+        except StackLost as exc:
+            raise CliError(f"{exc}") from None
         finally:
             STACK_ENV.unlink(missing_ok=True)
+            STACK_ENV.with_suffix(".json").unlink(missing_ok=True)
             say("stopping ...")
 
 
@@ -80,15 +95,24 @@ def worker() -> None:
 def replay(file: Path = typer.Argument(..., help="JSON lines, one input event per line"),
            max_: bool = typer.Option(False, "--max", help="as fast as possible (the default)"),
            speed: Optional[float] = typer.Option(None, help="event-time factor: 3600 = an hour per second"),
-           rate: Optional[float] = typer.Option(None, help="fixed events per second")) -> None:
-    """Publish a recorded log to shop.events."""
+           rate: Optional[float] = typer.Option(None, help="fixed events per second"),
+           as_is: bool = typer.Option(False, "--as-is", help="send lines that are not JSON objects too "
+                                      "(unkeyed; the worker dead-letters them)"),
+           timeout: float = typer.Option(40.0, min=0.1, help="seconds a send may take, retries "
+                                         "included, before it counts as failed")) -> None:
+    """Publish a recorded log to shop.events; every delivery is awaited, and any that
+    failed makes the exit code 1."""
     from stream.tools.replay import replay as run
 
+    _quiet_kafka_client()
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise CliError("give at most one of --max, --speed, --rate")
     settings = Settings()
     stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed,
-                            rate=rate, progress=lambda n: say(f"  {n} sent")))
+                            rate=rate, progress=lambda n: say(f"  {n} queued"), as_is=as_is, timeout_s=timeout))
+    if stats.failed:
+        raise CliError(f"{stats.failed} of {stats.sent + stats.failed} events were not delivered to "
+                       f"{settings.bootstrap_servers} ({stats.sent} were); first error: {stats.first_error}", 1)
     say(f"sent {stats.sent} events in {stats.seconds:.1f} s ({stats.sent / max(stats.seconds, 1e-9):.0f}/s)")
 
 
@@ -103,6 +127,7 @@ def tail(topic: str = typer.Argument(..., help="e.g. crm.churn-alerts"),
 
     from stream.tools.tail import as_json, messages
 
+    _quiet_kafka_client()
     settings = Settings()
 
     async def run() -> None:
@@ -252,7 +277,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (CliError, LaunchError, LogError, ReplayError, DataError, LookupError, OSError) as exc:
+    except CliError as exc:
+        print(f"memberstream: {exc}", file=sys.stderr)
+        return exc.code
+    except (LaunchError, LogError, ReplayError, DataError, LookupError, OSError) as exc:
         print(f"memberstream: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

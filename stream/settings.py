@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # The worker exits (code 3) once the broker has not answered for this long, for its
     # supervisor to restart it (stream/worker/watchdog.py); 0: it waits however long.
     broker_lost_exit_s: float = Field(60.0, ge=0)
+    # `memberstream up` restarts a dead worker or Triton after restart_base_s, doubled per
+    # death in a row up to restart_max_s; one that ran restart_stable_s starts afresh
+    # (stream/tools/supervisor.py).
+    restart_base_s: float = Field(1.0, gt=0)
+    restart_max_s: float = Field(30.0, gt=0)
+    restart_stable_s: float = Field(60.0, gt=0)
     # Against the embedded broker every Fetch waits its full max wait (docs/broker.md, quirk 4).
     tansu_fetch_max_wait_ms: int = Field(20, ge=1)
     # Agent batches whose inactivity checkpoints may await their scores at once while

@@ -5,15 +5,33 @@ break co-partitioning of events, outputs and the members changelog.
 """
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.contract.topics import ALL
 
 
+class BrokerUnreachable(ConnectionError):
+    """A client could not connect to the broker at all (the message says where)."""
+
+
+async def started(client, bootstrap: str) -> None:
+    """Start an aiokafka client (producer, consumer, admin); BrokerUnreachable, with
+    the client closed again, when the broker cannot be reached."""
+    try:
+        await client.start()
+    except KafkaError as exc:
+        with contextlib.suppress(Exception):
+            await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        raise BrokerUnreachable(f"cannot reach the Kafka broker at {bootstrap} ({type(exc).__name__}); "
+                                "is it running? (`memberstream up` starts one)") from None
+
+
 async def ensure_topics(bootstrap: str, partitions: int, names=ALL) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
+    await started(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]

@@ -9,6 +9,8 @@ from typing import AsyncIterator, Optional
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.kafka.admin import started
+
 
 def as_json(msg, envelope: bool) -> dict:
     """The message's JSON value; with `envelope` (or a value that is not JSON)
@@ -37,7 +39,7 @@ async def messages(bootstrap: str, topic: str, from_beginning: bool = False,
     """Messages of all partitions of `topic`, until `count` or `idle_s` without one."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_wait_ms=50)
-    await consumer.start()
+    await started(consumer, bootstrap)
     try:
         parts = None
         for _ in range(100):

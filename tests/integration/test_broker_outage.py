@@ -6,8 +6,14 @@ the broker has been gone for `broker_lost_exit_s`, for its supervisor to
 restart it."""
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 
+import orjson
 import pytest
 
 from stream.tools.launcher import wait_until
@@ -46,3 +52,34 @@ def test_broker_stopped_under_a_worker_gives_503_then_a_bounded_exit(cluster):
     # One line per template per 10 s: what aiokafka and Faust write per failed request.
     assert len(log) < 100, "\n".join(log[-40:])
     assert any("broker unreachable" in line and f"exiting with code {EXIT_BROKER_LOST}" in line for line in log)
+
+
+def test_broker_killed_under_a_replay_fails_it_with_a_one_line_count(broker, tmp_path):
+    """`memberstream replay` awaits every delivery: a broker SIGKILLed in mid-replay
+    makes it exit 1 with the count of what was not delivered (issue 16: it printed
+    "sent 14943 events" and exited 0 while every send failed)."""
+    log = tmp_path / "views.jsonl"
+    n = 20000
+    log.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "member_id": f"m{i % 500}", "type": "view",
+                                           "item_id": f"i{i % 97}", "ts": "2011-01-01T00:00:00Z"}) + b"\n"
+                             for i in range(n)))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MEMBERSTREAM_")},
+           "MEMBERSTREAM_BROKER_URL": broker.url, "PYTHONUNBUFFERED": "1"}
+    replay = subprocess.Popen([sys.executable, "-m", "stream.cli", "replay", str(log), "--rate", "4000",
+                               "--timeout", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert replay.stdout.readline().strip() == "5000 queued"  # a second and more of sends
+        os.kill(broker.process.pid, signal.SIGKILL)
+        out, err = replay.communicate(timeout=120)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.wait(10)
+    assert replay.returncode == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    found = re.fullmatch(rf"memberstream: (\d+) of {n} events were not delivered to {broker.bootstrap} "
+                         r"\((\d+) were\); first error: \w+.*", lines[0])
+    assert found, lines[0]
+    failed, delivered = int(found[1]), int(found[2])
+    assert failed + delivered == n and failed > 0 and "sent " not in out

@@ -37,7 +37,9 @@ def test_up_then_replay_and_tail_from_another_terminal(tmp_path):
 
         client = lambda *a: subprocess.run([*cli, *a], cwd=tmp_path, env=env, capture_output=True,  # noqa: E731
                                            text=True, timeout=120)
-        sent = client("replay", str(EXCERPT), "--max")
+        refused = client("replay", str(EXCERPT))  # it holds a line that is not JSON, for the DLQ
+        assert refused.returncode == 2 and "is not JSON lines: line 51 is not JSON" in refused.stderr, refused.stderr
+        sent = client("replay", str(EXCERPT), "--max", "--as-is")
         assert sent.returncode == 0 and "sent 927 events" in sent.stdout, sent.stderr
         tail = client("tail", "shop.events.dlq", "--from-beginning", "--count", "22", "--envelope")
         assert tail.returncode == 0, tail.stderr

@@ -59,3 +59,42 @@ def test_evaluate_names_a_missing_data_directory(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (f"memberstream: data file not found: {tmp_path}/nowhere/cdnow/"
                                       "CDNOW_master.txt (set MEMBERSTREAM_DATA_DIR)")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [("replay", "LOG"), ("tail", "crm.churn-alerts")])
+def test_an_unreachable_broker_is_one_line_and_exit_2(tmp_path, command):
+    log = tmp_path / "one.jsonl"
+    log.write_text('{"event_id": "e1"}\n')
+    port = _closed_port()
+    env = {**os.environ, "MEMBERSTREAM_BROKER_URL": f"kafka://127.0.0.1:{port}"}
+    result = run(*[str(log) if a == "LOG" else a for a in command], env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"memberstream: cannot reach the Kafka broker at 127.0.0.1:{port} (KafkaConnectionError); "
+        "is it running? (`memberstream up` starts one)"], result.stderr
+
+
+@pytest.mark.parametrize("content, line, why", [
+    (b"\x00\x01\x02binary\xff\xfe\n" * 3, 1, "not JSON: str is not valid UTF-8"),
+    (b'{"a": 1}\n\n{"b": 2}\nwhat json\n{"c": 3}\n', 4, "not JSON: unexpected character"),
+    (b'{"a": 1}\n[1, 2]\n', 2, "not a JSON object"),
+])
+def test_replay_refuses_a_file_that_is_not_json_lines_naming_its_first_bad_line(tmp_path, content, line, why):
+    """Before any connection: the broker's address is one nothing listens on."""
+    log = tmp_path / "x.jsonl"
+    log.write_bytes(content)
+    env = {**os.environ, "MEMBERSTREAM_BROKER_URL": f"kafka://127.0.0.1:{_closed_port()}"}
+    result = run("replay", str(log), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"memberstream: {log} is not JSON lines: line {line} is {why}"), \
+        result.stderr
+    assert lines[0].endswith("--as-is sends such lines unchecked, for the worker to dead-letter")

@@ -73,9 +73,10 @@ def records_taken(metrics: dict[str, float]) -> int:
 
 
 def start_worker(env_overrides: dict[str, str], log_dir: Path, name: str = "worker",
-                 timeout: float = 90.0) -> WorkerProcess:
-    """`memberstream worker` as its own process, configured only through MEMBERSTREAM_*."""
-    port = free_port()
+                 timeout: float = 90.0, port: int | None = None) -> WorkerProcess:
+    """`memberstream worker` as its own process, configured only through MEMBERSTREAM_*;
+    its web server on `port` (that of a worker this one replaces; default a free one)."""
+    port = port or free_port()
     env = dict(os.environ)
     env.update(env_overrides)
     env["MEMBERSTREAM_WEB_PORT"] = str(port)
