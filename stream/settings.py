@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # Policies
     recommendations_k: int = Field(10, ge=1)
     churn_alert_threshold: float = Field(0.6, gt=0, lt=1)
+    # An event more than this behind its partition's watermark is late: applied in event
+    # order as any other, but a checkpoint of its member that the watermark has passed
+    # already is decided once the watermark has moved on by this much, once, at the
+    # latest checkpoint reached (stream/domain/inactivity.py, docs/RELIABILITY.md).
+    allowed_lateness_s: float = Field(86400.0, ge=0)
     # Days of silence after a member's newest event at which they are re-scored.
     inactivity_checkpoints_days: list[int] = [7, 14, 21, 30, 45, 60, 90]
     # Silence (days) after which a member counts as churned.

@@ -7,6 +7,7 @@ per member per batch.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 from itertools import accumulate, repeat
@@ -195,46 +196,88 @@ def apply_event(state: MemberState, event: Event | ShopEvent, max_len: int,
                 digest: Optional[int] = None) -> Optional[Visit]:
     """Add one event; returns the purchase visit it belongs to, if it is a purchase.
 
-    Events are applied in partition order. An event older than the newest one
-    is kept in arrival order with a zero gap: the sequence is what happened
-    as the shop reported it, and event time never runs backwards in it.
+    The sequence is kept in event order: an event older than the member's newest
+    (late, or out of order) goes in at its place in time, after events of the
+    same time. It is not the newest, so `last_event_id` stays; it counts in the
+    totals, and opens the cart only if no purchase came after it.
     """
     ts = event.ts
-    if state.times:
-        ts = max(ts, state.times[-1])
-    else:
+    times = state.times
+    if not times:
         state.first_ts = ts
-    state.items.append(event.item_id)
-    state.types.append(TYPE_CODE[event.type])
-    state.times.append(ts)
-    state.hashes.append(event_hash(event.event_id) if digest is None else digest)
+    at = len(times) if not times or ts >= times[-1] else bisect.bisect_right(times, ts)
+    newest = at == len(times)
+    code = TYPE_CODE[event.type]
+    digest = event_hash(event.event_id) if digest is None else digest
+    if newest:
+        state.items.append(event.item_id)
+        state.types.append(code)
+        times.append(ts)
+        state.hashes.append(digest)
+        state.last_event_id = event.event_id
+    else:
+        state.first_ts = min(state.first_ts, ts)
+        state.items.insert(at, event.item_id)
+        state.types.insert(at, code)
+        times.insert(at, ts)
+        state.hashes.insert(at, digest)
     if len(state.items) > max_len:
-        state.dropped_ts = state.times[0]
-        del state.items[0], state.types[0], state.times[0], state.hashes[0]
-    state.last_event_id = event.event_id
+        state.dropped_ts = max(state.dropped_ts, times[0])
+        del state.items[0], state.types[0], times[0], state.hashes[0]
     state.n_events += 1
     visit = None
-    if event.type == "add_to_cart":
+    if event.type in ("add_to_cart", "remove_from_cart") and not newest and _bought_after(state, ts):
+        pass  # the cart it changed was closed by a later purchase
+    elif event.type == "add_to_cart":
         state.cart_open += event.quantity
     elif event.type == "remove_from_cart":
         state.cart_open = max(0, state.cart_open - event.quantity)
     elif event.type == "purchase":
-        state.cart_open = 0
         amount = (event.price or 0.0) * event.quantity
         state.monetary += amount
-        visit = state.visits[-1] if state.visits else None
-        same = visit is not None and (
-            (event.session_id is not None and event.session_id == visit.session)
-            or (event.session_id is None and visit.session is None and ts - visit.ts < VISIT_GAP_MS))
-        if same:
+        visit = _purchase_visit(state, event, ts, amount) if newest else _earlier_visit(state, event, ts, amount)
+    return visit
+
+
+def _bought_after(state: MemberState, ts: int) -> bool:
+    """A purchase later than `ts` in the member's sequence."""
+    at = bisect.bisect_right(state.times, ts)
+    return PURCHASE in state.types[at:]
+
+
+def _purchase_visit(state: MemberState, event, ts: int, amount: float) -> Visit:
+    """The newest purchase: the newest visit's (same session, or within VISIT_GAP_MS
+    without one) or a new visit."""
+    state.cart_open = 0
+    visit = state.visits[-1] if state.visits else None
+    same = visit is not None and (
+        (event.session_id is not None and event.session_id == visit.session)
+        or (event.session_id is None and visit.session is None and ts - visit.ts < VISIT_GAP_MS))
+    if same:
+        visit.spend += amount
+        return visit
+    visit = Visit(event.event_id, ts, event.session_id, amount)
+    if state.visits:
+        state.visits[-1].session = None  # only the newest visit's session is ever compared
+    state.visits.append(visit)
+    del state.visits[:-RECENT_VISITS]
+    state.purchase_visits += 1
+    return visit
+
+
+def _earlier_visit(state: MemberState, event, ts: int, amount: float) -> Visit:
+    """A purchase older than the member's newest event: the kept visit within
+    VISIT_GAP_MS of it, or a visit of its own in its place in time (counted, and kept
+    if it is among the RECENT_VISITS newest)."""
+    for visit in state.visits:
+        if (event.session_id is not None and event.session_id == visit.session) or abs(ts - visit.ts) < VISIT_GAP_MS:
             visit.spend += amount
-        else:
-            visit = Visit(event.event_id, ts, event.session_id, amount)
-            if state.visits:
-                state.visits[-1].session = None  # only the newest visit's session is ever compared
-            state.visits.append(visit)
-            del state.visits[:-RECENT_VISITS]
-            state.purchase_visits += 1
+            return visit
+    visit = Visit(event.event_id, ts, None, amount)
+    state.purchase_visits += 1
+    at = sum(v.ts <= ts for v in state.visits)
+    state.visits.insert(at, visit)
+    del state.visits[:-RECENT_VISITS]
     return visit
 
 

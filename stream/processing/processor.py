@@ -75,6 +75,7 @@ class _Event:
     monetary: float
     event_id: str
     n_events: int
+    backdated: bool = False  # older than the member's newest event
 
 
 @dataclass(slots=True)
@@ -104,7 +105,8 @@ class MemberProcessor:
         self.store = store
         self.scorer = scorer
         self.cache: dict[str, MemberState] = {}
-        self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days)
+        self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days,
+                                           int(settings.allowed_lateness_s * 1000))
         self.popularity: Counter = Counter()
         self.totals: Counter = Counter()
         self.pending = PendingScoring()
@@ -179,11 +181,15 @@ class MemberProcessor:
                     # recreated topic, whose offsets start again, brings newer event times.
                     out.counts["duplicates"] += 1
                     continue
+                late = self.schedule.is_late(rec.partition, event.ts)
+                out.counts["late_events"] += late
                 self.schedule.advance(rec.partition, event.ts)
-                for due_ms, member, idx in self.schedule.pop_due(rec.partition):
-                    silent = self.state(member)
-                    if silent is None or not self.schedule.is_current(silent, due_ms, idx):
+                for entry in self.schedule.pop_due(rec.partition):
+                    silent = self.state(entry[1])
+                    if silent is None or not self.schedule.is_current(silent, entry):
                         continue
+                    idx = self.schedule.catch_up(silent, entry)
+                    due_ms, member = silent.last_ts + self.schedule.offsets_ms[idx], silent.member_id
                     known = silent.churn_at
                     if known is not None and known[0] == silent.n_events:
                         steps.append(_Check(silent, _snapshot(silent), -1, self.schedule.days[idx],
@@ -198,16 +204,19 @@ class MemberProcessor:
                     silent.check_index = idx + 1
                     self.schedule.schedule(silent)
                     touched[member] = silent
+                # Older than the member's newest: no activity after it (silence, episode go on).
+                backdated = bool(state.times) and event.ts < state.last_ts
                 visits_before = state.purchase_visits
                 visit = apply_event(state, event, L, digest)
                 state.last_offset = rec.offset
                 started = state.purchase_visits > visits_before
-                state.check_index = 0
-                self.schedule.schedule(state)
+                if not backdated:
+                    state.check_index = 0
+                    self.schedule.schedule(state, late)
                 touched[event.member_id] = state
                 self.pending.mark(state)
-                steps.append(_Event(state, state.last_ts, started, state.purchase_visits, state.monetary,
-                                    event.event_id, state.n_events))
+                steps.append(_Event(state, event.ts if backdated else state.last_ts, started, state.purchase_visits,
+                                    state.monetary, event.event_id, state.n_events, backdated))
                 if visit is not None:
                     self.popularity[event.item_id] += event.quantity
                     anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
@@ -351,7 +360,8 @@ class MemberProcessor:
                 visits, monetary, at_ms = step.snapshot.purchase_visits, step.snapshot.monetary, step.due_ms
                 cause = step.snapshot.last_event_id, step.n_events, step.days
             else:
-                segment_policy.on_member_event(state, step.started_visit)
+                if not step.backdated:
+                    segment_policy.on_member_event(state, step.started_visit)
                 visits, monetary, at_ms = step.purchase_visits, step.monetary, step.ts
                 cause = step.event_id, step.n_events, 0
             change = segment_policy.segment_change(state, visits, monetary, at_ms,

@@ -43,11 +43,47 @@ def test_cart_opens_and_closes():
     assert s.cart_open == 0
 
 
-def test_late_event_does_not_run_time_backwards():
+def test_an_older_event_goes_in_at_its_place_in_time_and_the_newest_stays_newest():
     s = MemberState("m", 0)
-    apply_event(s, ev(1, ts=T0 + 10_000), 50)
-    apply_event(s, ev(2, ts=T0), 50)
-    assert s.times == [T0 + 10_000, T0 + 10_000]
+    apply_event(s, ev(1, ts=T0 + 10_000, item="a"), 50)
+    apply_event(s, ev(3, ts=T0 + 30_000, item="c"), 50)
+    apply_event(s, ev(2, ts=T0 + 20_000, item="b", type="view"), 50)
+    apply_event(s, ev(0, ts=T0, item="z", type="view"), 50)
+    apply_event(s, ev(4, ts=T0 + 30_000, item="d", type="view"), 50)  # same time as the newest: after it
+    assert s.items == ["z", "a", "b", "c", "d"] and s.times == sorted(s.times)
+    assert (s.last_event_id, s.n_events, s.first_ts, s.last_ts) == ("e4", 5, T0, T0 + 30_000)
+    assert all(s.is_duplicate(f"e{i}") for i in range(5))
+    assert MemberState.from_bytes(s.to_bytes()) == s
+
+
+def test_an_older_purchase_joins_its_visit_or_counts_as_one_of_its_own():
+    s = MemberState("m", 0)
+    day = 86_400_000
+    apply_event(s, ev(1, ts=T0 + 10 * day, price=5.0), 50)
+    apply_event(s, ev(2, ts=T0 + 20 * day, price=7.0), 50)
+    apply_event(s, ev(3, ts=T0 + 10 * day + 60_000, price=1.0), 50)  # a line of the first order
+    apply_event(s, ev(4, ts=T0 + 5 * day, price=2.0), 50)  # an order of its own, before both
+    assert [(v.event_id, v.spend) for v in s.visits] == [("e4", 2.0), ("e1", 6.0), ("e2", 7.0)]
+    assert (s.purchase_visits, s.monetary, s.last_event_id) == (3, 15.0, "e2")
+
+
+def test_an_older_cart_change_counts_only_if_no_purchase_came_after_it():
+    s = MemberState("m", 0)
+    apply_event(s, ev(1, ts=T0, type="view"), 50)
+    apply_event(s, ev(2, ts=T0 + 20_000), 50)  # a purchase
+    apply_event(s, ev(3, ts=T0 + 10_000, type="add_to_cart", qty=2), 50)  # before it: bought
+    assert s.cart_open == 0
+    apply_event(s, ev(4, ts=T0 + 40_000, type="view"), 50)
+    apply_event(s, ev(5, ts=T0 + 30_000, type="add_to_cart", qty=2), 50)  # after it: open
+    assert s.cart_open == 2
+
+
+def test_an_event_older_than_a_full_window_leaves_it_at_once():
+    s = MemberState("m", 0)
+    for i in range(1, 4):
+        apply_event(s, ev(i, ts=T0 + i * 1000, type="view"), 3)
+    apply_event(s, ev(0, ts=T0, type="view"), 3)
+    assert s.items == ["i1", "i2", "i3"] and s.dropped_ts == T0 and s.n_events == 4
 
 
 def test_state_round_trips_through_bytes():

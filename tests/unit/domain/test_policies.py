@@ -108,13 +108,38 @@ def test_schedule_fires_due_checkpoints_in_order_and_skips_stale_ones():
     sched.schedule(a)
     sched.schedule(b)
     sched.advance(0, T0 + 7 * DAY_MS)
-    assert sched.pop_due(0) == [(T0 + 7 * DAY_MS, "m1", 0)]
+    assert sched.pop_due(0) == [(T0 + 7 * DAY_MS, "m1", 0, T0)]
     sched.advance(0, T0 + 30 * DAY_MS)
     due = sched.pop_due(0)
-    assert due == [(T0 + 8 * DAY_MS, "m2", 0)]
+    assert due == [(T0 + 8 * DAY_MS, "m2", 0, T0 + DAY_MS)]
+    assert sched.is_current(b, due[0]) and sched.catch_up(b, due[0]) == 0
     b.check_index = 1  # as if m2 acted again / was rescheduled: the old entry is stale
-    assert not sched.is_current(b, *due[0][::2])
+    assert not sched.is_current(b, due[0])
     assert sched.pending(0) == 0
+
+
+def test_a_late_members_passed_checkpoint_waits_for_the_lateness_then_catches_up_once():
+    """A member whose events come 40 days behind the watermark: its 7-day checkpoint
+    is past already, so it waits until the watermark has moved on by the allowed
+    lateness (1 day), and is then decided at the latest checkpoint reached (30 days)."""
+    sched = InactivitySchedule([7, 14, 30, 60], allowed_lateness_ms=DAY_MS)
+    sched.advance(0, T0 + 50 * DAY_MS)
+    late = MemberState("late", 0)
+    apply_event(late, ShopEvent(event_id="x", member_id="late", type="view", item_id="A", ts=T0 + 10 * DAY_MS), 50)
+    assert sched.is_late(0, late.last_ts) and not sched.is_late(0, T0 + 49 * DAY_MS + 1)
+    sched.schedule(late, late=True)
+    sched.advance(0, T0 + 50 * DAY_MS + DAY_MS - 1)
+    assert sched.pop_due(0) == []
+    sched.advance(0, T0 + 51 * DAY_MS)
+    [entry] = sched.pop_due(0)
+    assert entry == (T0 + 51 * DAY_MS, "late", 0, T0 + 10 * DAY_MS)
+    assert sched.is_current(late, entry) and sched.catch_up(late, entry) == 2  # 30 days, not 60
+    # Scheduled by an event on time, a passed checkpoint is due at once (a watermark jump).
+    on_time = MemberState("m", 0)
+    apply_event(on_time, ShopEvent(event_id="y", member_id="m", type="view", item_id="A",
+                                   ts=T0 + 40 * DAY_MS), 50)
+    sched.schedule(on_time)
+    assert sched.pop_due(0) == [(T0 + 47 * DAY_MS, "m", 0, T0 + 40 * DAY_MS)]
 
 
 def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byte():
