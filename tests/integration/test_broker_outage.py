@@ -6,18 +6,23 @@ the broker has been gone for `broker_lost_exit_s`, for its supervisor to
 restart it."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import orjson
 import pytest
 
+from stream.contract import topics
 from stream.tools.launcher import wait_until
 from stream.worker.watchdog import EXIT_BROKER_LOST
+from tests.fixtures.expected import derived
 
 from .conftest import excerpt_lines
 
@@ -83,3 +88,37 @@ def test_broker_killed_under_a_replay_fails_it_with_a_one_line_count(broker, tmp
     assert found, lines[0]
     failed, delivered = int(found[1]), int(found[2])
     assert failed + delivered == n and failed > 0 and "sent " not in out
+
+
+def test_broker_stalled_under_a_replay_then_resumed_loses_nothing(cluster):
+    """The broker SIGSTOPped for 10 s and more in mid-replay (a stall: connections open,
+    no answers), then SIGCONTinued: /health says 503 with the reason meanwhile, the
+    worker does not exit (the stall is shorter than `broker_lost_exit_s`) and resumes,
+    and every member ends as in a clean run, with its alert ids."""
+    worker = cluster.start_worker(broker_lost_exit_s="120")
+    lines = excerpt_lines()
+    sender = threading.Thread(target=cluster.replay, args=(lines, 100.0), daemon=True)
+    sender.start()
+    wait_until(lambda: worker.processed() >= 300, 60, "300 records taken", worker.process, 0.1)
+    os.kill(cluster.broker.process.pid, signal.SIGSTOP)
+    try:
+        def stalled_for_10_s() -> bool:
+            code, health = worker.health()
+            return code == 503 and any(r.startswith("broker unreachable for ") and
+                                       int(r.split()[3]) >= 10 for r in health["reasons"])
+        wait_until(stalled_for_10_s, 60, "/health to report the broker unreachable for 10 s", worker.process, 0.5)
+        taken = worker.processed()
+    finally:
+        os.kill(cluster.broker.process.pid, signal.SIGCONT)
+    sender.join(120)
+    assert not sender.is_alive()
+    cluster.wait_processed(worker, len(lines), timeout=180)
+    assert worker.process.popen.poll() is None and taken < len(lines)
+    assert worker.health()[0] == 200
+    expected = derived()
+    for member, (events, last) in expected.states.items():
+        with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
+            state = json.load(r)
+        assert (state["events"], state["last_event_id"]) == (events, last), member
+    ids = {orjson.loads(m.value)["alert_id"] for m in cluster.read(topics.CHURN_ALERTS)}
+    assert ids == set(expected.ids(topics.CHURN_ALERTS))
