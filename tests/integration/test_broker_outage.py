@@ -91,7 +91,7 @@ def test_broker_killed_under_a_replay_fails_it_with_a_one_line_count(broker, tmp
 
 
 def test_broker_stalled_under_a_replay_then_resumed_loses_nothing(cluster):
-    """The broker SIGSTOPped for 10 s and more in mid-replay (a stall: connections open,
+    """The broker SIGSTOPped for 5 s and more in mid-replay (a stall: connections open,
     no answers), then SIGCONTinued: /health says 503 with the reason meanwhile, the
     worker does not exit (the stall is shorter than `broker_lost_exit_s`) and resumes,
     and every member ends as in a clean run, with its alert ids."""
@@ -102,11 +102,11 @@ def test_broker_stalled_under_a_replay_then_resumed_loses_nothing(cluster):
     wait_until(lambda: worker.processed() >= 300, 60, "300 records taken", worker.process, 0.1)
     os.kill(cluster.broker.process.pid, signal.SIGSTOP)
     try:
-        def stalled_for_10_s() -> bool:
+        def stalled_for_5_s() -> bool:
             code, health = worker.health()
             return code == 503 and any(r.startswith("broker unreachable for ") and
-                                       int(r.split()[3]) >= 10 for r in health["reasons"])
-        wait_until(stalled_for_10_s, 60, "/health to report the broker unreachable for 10 s", worker.process, 0.5)
+                                       int(r.split()[3]) >= 5 for r in health["reasons"])
+        wait_until(stalled_for_5_s, 60, "/health to report the broker unreachable for 5 s", worker.process, 0.5)
         taken = worker.processed()
     finally:
         os.kill(cluster.broker.process.pid, signal.SIGCONT)
