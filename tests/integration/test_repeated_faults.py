@@ -79,6 +79,20 @@ def _alert_ids(cluster: Cluster) -> Counter:
     return Counter(a["alert_id"] for a in cluster.read_json(topics.CHURN_ALERTS, idle_s=3.0))
 
 
+def _ends_as_a_clean_run(cluster: Cluster, replay: _Replay, worker: WorkerProcess, expected: Derived,
+                         seconds: float) -> str:
+    """The whole log sent, every member as in the clean run, its alert ids all there
+    and no other; what was seen, as a line for the report."""
+    replay.join(seconds * 3)
+    assert replay.sent == len(replay.lines)
+    wait_until(lambda: _as_in_a_clean_run(worker, expected), 600, "every member as in the clean run",
+               worker.process, 1.0)
+    ids = _alert_ids(cluster)
+    assert set(ids) == set(expected.ids(topics.CHURN_ALERTS))
+    return (f"{len(expected.states)} members as in the clean run, {len(ids)} distinct alert ids as in it, "
+            f"{sum(n - 1 for n in ids.values())} repeated alert messages")
+
+
 def test_kill_9_repeatedly_during_a_replay_loses_nothing(cluster, fault_log, full_size):
     lines, expected = fault_log
     kills = 5 if full_size else 2
@@ -96,16 +110,8 @@ def test_kill_9_repeatedly_during_a_replay_loses_nothing(cluster, fault_log, ful
         killed_at.append(int(worker.processed()))
         sigkill(worker)
         worker = cluster.start_worker()
-    replay.join(seconds * 3)
-    assert replay.sent == len(lines)
-    wait_until(lambda: _as_in_a_clean_run(worker, expected), 600, "every member as in the clean run",
-               worker.process, 1.0)
-    ids = _alert_ids(cluster)
-    assert set(ids) == set(expected.ids(topics.CHURN_ALERTS))
-    repeats = sum(n - 1 for n in ids.values())
-    print(f"\nkill -9 x{kills} during {len(lines)} events (records each worker had taken: {killed_at}): "
-          f"{len(expected.states)} members as in the clean run, {len(ids)} distinct alert ids as in it, "
-          f"{repeats} repeated alert messages")
+    seen = _ends_as_a_clean_run(cluster, replay, worker, expected, seconds)
+    print(f"\nkill -9 x{kills} during {len(lines)} events (records each worker had taken: {killed_at}): {seen}")
 
 
 def test_poison_of_every_kind_is_dead_lettered_with_its_reason(cluster, full_size):
@@ -156,12 +162,5 @@ def test_rebalance_one_two_one_under_a_replay_loses_nothing(cluster, fault_log, 
     assert replay.is_alive(), "the replay ended before the second worker joined"
     second.process.stop()  # 2 -> 1: it leaves (SIGTERM), its partitions come back
     assert replay.is_alive(), "the replay ended before the second worker left"
-    replay.join(seconds * 3)
-    assert replay.sent == len(lines)
-    wait_until(lambda: _as_in_a_clean_run(first, expected), 600, "every member as in the clean run",
-               first.process, 1.0)
-    ids = _alert_ids(cluster)
-    assert set(ids) == set(expected.ids(topics.CHURN_ALERTS))
-    print(f"\nrebalance 1 -> 2 -> 1 during {len(lines)} events ({time.monotonic() - started:.0f} s): "
-          f"{len(expected.states)} members as in the clean run, {len(ids)} distinct alert ids, "
-          f"{sum(n - 1 for n in ids.values())} repeated")
+    seen = _ends_as_a_clean_run(cluster, replay, first, expected, seconds)
+    print(f"\nrebalance 1 -> 2 -> 1 during {len(lines)} events ({time.monotonic() - started:.0f} s): {seen}")
