@@ -63,7 +63,7 @@ def up(workers: int = typer.Option(1, min=0, help="Faust workers to start")) -> 
         except KeyboardInterrupt:
             pass
         except StackLost as exc:
-            raise CliError(f"{exc}") from None
+            raise CliError(str(exc)) from None
         finally:
             STACK_ENV.unlink(missing_ok=True)
             STACK_ENV.with_suffix(".json").unlink(missing_ok=True)

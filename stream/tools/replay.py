@@ -41,7 +41,7 @@ class ReplayStats:
         self.failed += 1
         if not self.first_error:
             text = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
-            self.first_error = text.splitlines()[0][:200] if text else type(exc).__name__
+            self.first_error = text.splitlines()[0][:200]
 
 
 def _key_and_time(line: bytes) -> tuple[Optional[bytes], Optional[float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import urllib.error
 from pathlib import Path
 
 import orjson
@@ -144,6 +145,19 @@ def cluster(broker, triton, tmp_path) -> Cluster:
 
 def excerpt_lines() -> list[bytes]:
     return [line for line in EXCERPT.read_bytes().split(b"\n") if line.strip()]
+
+
+def as_in_a_clean_run(worker: WorkerProcess, states: dict) -> bool:
+    """Every member's events and newest event id as in a clean run (`states`: member ->
+    (events, newest event id), tests/fixtures/expected.py), and scored."""
+    for member, (events, last) in states.items():
+        try:
+            state = worker.member(member)
+        except urllib.error.HTTPError:
+            return False
+        if (state["events"], state["last_event_id"], state["scoring_pending"]) != (events, last, False):
+            return False
+    return True
 
 
 def settings() -> Settings:

@@ -6,7 +6,6 @@ the broker has been gone for `broker_lost_exit_s`, for its supervisor to
 restart it."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import orjson
 import pytest
@@ -117,8 +115,7 @@ def test_broker_stalled_under_a_replay_then_resumed_loses_nothing(cluster):
     assert worker.health()[0] == 200
     expected = derived()
     for member, (events, last) in expected.states.items():
-        with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
-            state = json.load(r)
+        state = worker.member(member)
         assert (state["events"], state["last_event_id"]) == (events, last), member
     ids = {orjson.loads(m.value)["alert_id"] for m in cluster.read(topics.CHURN_ALERTS)}
     assert ids == set(expected.ids(topics.CHURN_ALERTS))

@@ -77,11 +77,6 @@ def _taken(workers: list[WorkerProcess], records: int, flushed: bool = True, tim
 
 # --- what a run leaves ---------------------------------------------------------------------
 
-def _member(worker: WorkerProcess, member: str) -> dict:
-    with urllib.request.urlopen(f"{worker.web_url}/members/{member}", timeout=10) as r:
-        return json.load(r)
-
-
 def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
     """Every member's state (GET /members, routed to its owner) and the output topics."""
     alerts = cluster.read_json(topics.CHURN_ALERTS, idle_s=1.0)
@@ -91,7 +86,7 @@ def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
     for r in cluster.read_json(topics.RECOMMENDATIONS, idle_s=1.0):  # one member: one partition, in order
         final_recs[r["member_id"]] = [i["item_id"] for i in r["items"]]
     return {
-        "members": {m: _member(worker, m) for m in members},
+        "members": {m: worker.member(m) for m in members},
         "alert_ids": [a["alert_id"] for a in alerts],
         "alerts": {a["alert_id"]: (a["member_id"], a["event_time"], a["churn_probability"],
                                    [r["code"] for r in a["reasons"]]) for a in alerts},
@@ -338,7 +333,7 @@ def test_partitions_revoked_with_dirty_states_reach_their_new_owner_exactly(clus
         assert m1[f"memberstream_{name}_total"] + m2[f"memberstream_{name}_total"] == total, name
     for m in (m1, m2):  # nothing redelivered by Faust, nothing read past it
         assert (m["memberstream_redelivered_total"], m["memberstream_gap_filled_total"]) == (0, 0), m
-    got = {m: _member(second if m in moved_members else first, m) for m in valid}
+    got = {m: (second if m in moved_members else first).member(m) for m in valid}
     assert {got[m]["partition"] for m in moved_members} == moved
     _expect_members(got, clean, valid)
 
@@ -394,4 +389,4 @@ def test_frames_the_group_offsets_pass_over_are_read_directly_and_applied_once(c
         len(skipped), sum(len(f[1]) for f in skipped), m)
     assert (m["memberstream_events_total"], m["memberstream_dead_lettered_total"],
             m["memberstream_duplicates_total"]) == (904, 22, 1), m
-    _expect_members({mb: _member(worker, mb) for mb in valid}, clean, valid)
+    _expect_members({mb: worker.member(mb) for mb in valid}, clean, valid)

@@ -14,10 +14,8 @@ the excerpt in-process (tests/fixtures/expected.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from types import SimpleNamespace
 
@@ -135,7 +133,7 @@ def _metric(worker, name: str) -> float:
 def _assert_member_states(worker, expected: dict) -> None:
     """Every member's events and newest event id, as the in-process replay left them."""
     for member, (events, last_event_id) in expected.items():
-        state = _member(worker, member)
+        state = worker.member(member)
         assert (state["events"], state["last_event_id"]) == (events, last_event_id), member
 
 
@@ -306,11 +304,6 @@ def cluster_without_triton(broker, nowhere, tmp_path):
     c.stop()
 
 
-def _member(worker, member: str) -> dict:
-    with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
-        return json.load(r)
-
-
 def _all_on_fallback(worker, n: int, members) -> bool:
     """Every record taken and committed, and each member served the fallback while
     awaiting the model's scores (the backlog metric is not the check: a member in
@@ -318,7 +311,7 @@ def _all_on_fallback(worker, n: int, members) -> bool:
     m = worker.metrics()
     return (records_taken(m) >= n and m["memberstream_changelog_backlog"] == 0
             and all((s["scoring_pending"], s["recommendations_fallback"]) == (True, True)
-                    for s in map(lambda member: _member(worker, member), members)))
+                    for s in map(lambda member: worker.member(member), members)))
 
 
 def test_triton_unreachable_loses_no_event_and_falls_back(cluster_without_triton):

@@ -6,8 +6,6 @@ each backfilled member once, after its history, exactly as the in-process replay
 of the same log does, and their states hold their events in event order."""
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -19,11 +17,6 @@ from tests.fixtures.late import LATE_PREFIX, backfill_lines
 from .conftest import excerpt_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
-
-
-def _member(worker, member: str) -> dict:
-    with urllib.request.urlopen(f"{worker.web_url}/members/{member}") as r:
-        return json.load(r)
 
 
 def test_a_backfilled_history_is_applied_in_event_order_with_at_most_one_alert(cluster):
@@ -42,7 +35,7 @@ def test_a_backfilled_history_is_applied_in_event_order_with_at_most_one_alert(c
     assert all(per_member[LATE_PREFIX + o] <= 1 for o in originals), per_member
     assert sorted(a["alert_id"] for a in alerts) == sorted(expected.ids(topics.CHURN_ALERTS))
     for original in originals:
-        copy, source = _member(worker, LATE_PREFIX + original), _member(worker, original)
+        copy, source = worker.member(LATE_PREFIX + original), worker.member(original)
         assert (copy["events"], copy["last_event_id"]) == expected.states[LATE_PREFIX + original]
         assert copy["sequence"] == source["sequence"], original  # event order, as the original's
         assert copy["last_event_time"] == source["last_event_time"]

@@ -11,11 +11,8 @@ member states and distinct alert ids; repeats after a kill are counted and print
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -27,7 +24,7 @@ from stream.tools.replay import _key_and_time
 from tests.fixtures.expected import Derived, derive, derived
 from tests.fixtures.poison import mixed, poison
 
-from .conftest import ROOT, Cluster, excerpt_lines, sigkill
+from .conftest import ROOT, Cluster, as_in_a_clean_run, excerpt_lines, sigkill
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(1800)]
 
@@ -58,23 +55,6 @@ class _Replay(threading.Thread):
         self.sent = self.cluster.replay(self.lines, rate=self.rate)
 
 
-def _member(worker: WorkerProcess, member: str) -> dict:
-    with urllib.request.urlopen(f"{worker.web_url}/members/{member}", timeout=10) as r:
-        return json.load(r)
-
-
-def _as_in_a_clean_run(worker: WorkerProcess, expected: Derived) -> bool:
-    """Every member's events and newest event id as in the clean run, and scored."""
-    for member, (events, last) in expected.states.items():
-        try:
-            state = _member(worker, member)
-        except urllib.error.HTTPError:
-            return False
-        if (state["events"], state["last_event_id"], state["scoring_pending"]) != (events, last, False):
-            return False
-    return True
-
-
 def _alert_ids(cluster: Cluster) -> Counter:
     return Counter(a["alert_id"] for a in cluster.read_json(topics.CHURN_ALERTS, idle_s=3.0))
 
@@ -85,7 +65,7 @@ def _ends_as_a_clean_run(cluster: Cluster, replay: _Replay, worker: WorkerProces
     and no other; what was seen, as a line for the report."""
     replay.join(seconds * 3)
     assert replay.sent == len(replay.lines)
-    wait_until(lambda: _as_in_a_clean_run(worker, expected), 600, "every member as in the clean run",
+    wait_until(lambda: as_in_a_clean_run(worker, expected.states), 600, "every member as in the clean run",
                worker.process, 1.0)
     ids = _alert_ids(cluster)
     assert set(ids) == set(expected.ids(topics.CHURN_ALERTS))
@@ -131,7 +111,7 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason(cluster, full_siz
     clean_reasons = Counter(dict(h)["error"].decode() for t, _, _, h in clean.outputs if t == topics.DEAD_LETTER)
     assert reasons == clean_reasons + Counter(code for _, _, code in bad)
     assert {d.value for d in dead} >= {value for _, value, _ in bad}
-    assert _as_in_a_clean_run(worker, clean)
+    assert as_in_a_clean_run(worker, clean.states)
     assert set(_alert_ids(cluster)) == set(clean.ids(topics.CHURN_ALERTS))
     assert worker.health()[1]["status"] == "ok"
     log = worker.process.log_path.read_text(errors="replace")
@@ -157,7 +137,7 @@ def test_rebalance_one_two_one_under_a_replay_loses_nothing(cluster, fault_log, 
     early = list(dict.fromkeys(e.member_id for e in (parse_record(line, _key_and_time(line)[0], 1 << 20)
                                                      for line in lines[:len(lines) // 6])
                                if not isinstance(e, Rejected)))[:20]
-    wait_until(lambda: all(_member(w, m)["member_id"] == m for m in early for w in (first, second)), 30,
+    wait_until(lambda: all(w.member(m)["member_id"] == m for m in early for w in (first, second)), 30,
                "both workers to answer for the early members")
     assert replay.is_alive(), "the replay ended before the second worker joined"
     second.process.stop()  # 2 -> 1: it leaves (SIGTERM), its partitions come back

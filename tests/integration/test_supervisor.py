@@ -24,7 +24,7 @@ from stream.tools.replay import replay
 from stream.tools.tail import messages
 from tests.fixtures.expected import derived
 
-from .conftest import EXCERPT, ROOT, _children, _stat, excerpt_lines
+from .conftest import EXCERPT, ROOT, _children, _stat, as_in_a_clean_run, excerpt_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -73,16 +73,6 @@ def _gone(pid: int) -> bool:
     return stat is None or stat[0] == "Z"
 
 
-def _states_equal_a_clean_run(worker: WorkerProcess) -> bool:
-    import urllib.request
-    for member, (events, last_event_id) in derived().states.items():
-        with urllib.request.urlopen(f"{worker.web_url}/members/{member}", timeout=5) as r:
-            state = json.load(r)
-        if (state["events"], state["last_event_id"], state["scoring_pending"]) != (events, last_event_id, False):
-            return False
-    return True
-
-
 def _read(bootstrap: str, topic: str) -> list:
     async def collect():
         return [m async for m in messages(bootstrap, topic, True, None, 2.0)]
@@ -124,7 +114,7 @@ def test_up_restarts_a_killed_worker_and_triton_and_stops_when_the_broker_dies(t
         assert up.said(f"triton (pid {old_triton}) was killed by SIGKILL")
         assert all(_gone(pid) for pid in stubs)
 
-        wait_until(lambda: _states_equal_a_clean_run(worker), 180,
+        wait_until(lambda: as_in_a_clean_run(worker, derived().states), 180,
                    "every member's state as in a clean run, scored", interval=0.5)
         alerts = [json.loads(m.value) for m in _read(bootstrap, topics.CHURN_ALERTS)]
         ids = Counter(a["alert_id"] for a in alerts)

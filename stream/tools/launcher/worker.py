@@ -47,6 +47,11 @@ class WorkerProcess:
                 out[name] = float(value)
         return out
 
+    def member(self, member_id: str) -> dict:
+        """GET /members/{member_id} (routed to the owning worker); HTTPError 404 if unknown."""
+        with urllib.request.urlopen(f"{self.web_url}/members/{member_id}", timeout=10) as r:
+            return json.load(r)
+
     def health(self) -> tuple[int, dict]:
         """The worker's /health: HTTP status and body (503 included)."""
         try:
