@@ -104,6 +104,7 @@ def save_checkpoint(trained: Trained, path: Path, data_note: str) -> None:
         "metrics": trained.metrics,
         "data": data_note,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "member_value": asdict(trained.value) if getattr(trained, "value", None) is not None else None,
     }, path)
 
 
@@ -138,5 +139,21 @@ def export(checkpoint: Path, repo: Path, name: str = "memberstream", version: in
         "data": raw.get("data"), "trained_at": raw.get("trained_at"),
         "train": {k: v for k, v in trained.config.to_dict().items() if k != "model"},
     }, indent=2))
+    if raw.get("member_value"):  # the member-value model fitted with it (stream/domain/member_value.py)
+        (out / "member_value.json").write_text(json.dumps(raw["member_value"], indent=2) + "\n")
     write_configs(model_dir, name, m.max_len, m.top_k, trained.vocab.sha256, max_batch, threads)
     return out
+
+
+def load_exported(version_dir: Path) -> Trained:
+    """A Triton model version directory (written by `export`) as an eager model: what
+    the backend serves, computed in-process (evaluations that compare with it)."""
+    version_dir = Path(version_dir)
+    hp = json.loads((version_dir / "hparams.json").read_text())
+    vocab = ItemVocabulary.load(version_dir / "vocab.json")
+    state = torch.load(version_dir / "weights.pt", weights_only=True)
+    state.pop("_vocab_sha256", None)
+    config = ModelConfig(**{k: hp[k] for k in ModelConfig.__dataclass_fields__ if k in hp})
+    model = build_model(len(vocab), TrainConfig(model=config))
+    model.load_state_dict(state)
+    return Trained(model.eval(), vocab, TrainConfig(model=config), hp.get("metrics", {}))

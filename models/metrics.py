@@ -93,10 +93,33 @@ def f1_at(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
     return 2 * tp / denom if denom else 0.0
 
 
+def ece(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the mean |observed rate - mean probability| over
+    equal-width probability bins, weighted by the bins' shares."""
+    labels, probs = np.asarray(labels, float), np.asarray(probs, float)
+    which = np.minimum((probs * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(labels[inside].mean() - probs[inside].mean())
+    return float(total)
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[dict]:
+    """The reliability diagram's points: per bin, members, mean probability, observed rate."""
+    labels, probs = np.asarray(labels, float), np.asarray(probs, float)
+    which = np.minimum((probs * bins).astype(int), bins - 1)
+    return [{"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "members": int((which == b).sum()),
+             "mean probability": float(probs[which == b].mean()), "observed": float(labels[which == b].mean())}
+            for b in range(bins) if (which == b).any()]
+
+
 def churn_metrics(labels: np.ndarray, scores: np.ndarray, probabilities: bool,
                   threshold: float) -> dict:
-    """AUC and PR-AUC for any score; Brier and F1 only for probabilities."""
+    """AUC and PR-AUC for any score; Brier, ECE and F1 only for probabilities."""
     out = {"auc": auc(labels, scores), "pr_auc": pr_auc(labels, scores)}
     out["brier"] = brier(labels, scores) if probabilities else float("nan")
+    out["ece"] = ece(labels, scores) if probabilities else float("nan")
     out["f1"] = f1_at(labels, scores, threshold) if probabilities else float("nan")
     return out

@@ -24,6 +24,7 @@ class Trained:
     vocab: ItemVocabulary
     config: TrainConfig
     metrics: dict
+    value: object = None  # stream.domain.member_value.ValueModel fitted with it, if any
 
 
 def seed_everything(seed: int, threads: int) -> None:

@@ -193,6 +193,33 @@ def evaluate(dataset: str = typer.Argument(..., help="yoochoose, cdnow, online-r
         say(f"\npredictions written to {predictions}")
 
 
+@cli.command("evaluate-stream")
+def evaluate_stream(log: Path = typer.Argument(..., help="contract event log (JSON lines), e.g. from make-log"),
+                    cutoff: str = typer.Option(..., help="YYYY-MM-DD (UTC) or RFC 3339: replay up to here"),
+                    end: Optional[str] = typer.Option(None, help="end of the holdout (default: the log's end)"),
+                    train: bool = typer.Option(True, help="train a model on the events before the cutoff "
+                                                          "(--no-train: serve the repository's model)"),
+                    results: Optional[Path] = typer.Option(None, help="write the tables as JSON to this file")) -> None:
+    """Replay a log up to a cutoff through the real stack, read every member from /members and
+    score them against what came after, beside the baselines and the offline figures."""
+    from models.evaluation.report import write_json
+    from models.evaluation.stream_eval import evaluate_stream as run, parse_day, report
+
+    if not log.is_file():
+        raise CliError(f"log file not found: {log}")
+    if results is not None and results.is_dir():
+        raise CliError(f"{results} is a directory, expected a file path")
+    try:
+        cut, until = parse_day(cutoff), (parse_day(end) if end else None)
+        settings = Settings()
+        result = run(log, cut, until, settings, settings.state_dir / "evaluate-stream", train, say)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    write_json(results, result)
+    say("")
+    say(report(result))
+
+
 @cli.command()
 def bench(out: Path = typer.Option(Path("bench/results.json"), help="results file (JSON)")) -> None:
     """Throughput of the pipeline against raw aiokafka and a trivial Faust agent, Triton per batch size."""

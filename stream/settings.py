@@ -100,6 +100,28 @@ class Settings(BaseSettings):
 
     # Policies
     recommendations_k: int = Field(10, ge=1)
+    # Recommendation lists (stream/domain/policies/recommendation_policy.Blend, docs/DESIGN.md
+    # section 8, "Recommendation lists"): weights of the four signals, chosen on Online Retail's validation split
+    # (docs/model.md), the item statistics counted in the stream, and the business filters.
+    recommend_model_weight: float = Field(0.5, ge=0)
+    recommend_repeat_weight: float = Field(1.0, ge=0)
+    recommend_related_weight: float = Field(1.0, ge=0)
+    recommend_trending_weight: float = Field(1.0, ge=0)
+    recommend_repeat_half_life_days: float = Field(60.0, gt=0)
+    recommend_related_items: int = Field(20, ge=1)
+    recommend_repeat_share: float = Field(0.5, ge=0, le=1, description="most of the list the member had before; 0: only items new to them")
+    recommend_cold_start_events: int = Field(3, ge=0, description="fewer events: no model, related + trending (fallback)")
+    recommend_exclude_bought_within_days: float = Field(0.0, ge=0, description="0: bought items stay (replenishment)")
+    recommend_catalogue_path: Path | None = Field(None, description="file of item ids, one per line: only these are recommended")
+    recommend_include_categories: list[str] = []
+    recommend_exclude_categories: list[str] = []
+    # Member value (BG/NBD + Gamma-Gamma, stream/domain/member_value.py), fitted with the
+    # model and shipped beside its weights; absent: the value fields are null.
+    member_value_path: Path | None = Path("triton_repo/memberstream/1/member_value.json")
+    item_stats_half_life_days: float = Field(7.0, gt=0)
+    item_stats_window: int = Field(10, ge=1, description="previous events an event is paired with")
+    item_stats_window_s: float = Field(86400.0, gt=0)
+    item_stats_kept: int = Field(100, ge=1, description="neighbours kept per item")
     churn_alert_threshold: float = Field(0.6, gt=0, lt=1)
     # An event more than this behind its partition's watermark is late: applied in event
     # order as any other, but a checkpoint of its member that the watermark has passed
@@ -108,10 +130,31 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = Field(86400.0, ge=0)
     # Days of silence after a member's newest event at which they are re-scored.
     inactivity_checkpoints_days: list[int] = [7, 14, 21, 30, 45, 60, 90]
-    # Silence (days) after which a member counts as churned.
-    churned_after_days: int = 90
+    # Lifecycle stages from the churn probability (P(no event within the served horizon,
+    # 90 days), calibrated: docs/model.md): `at_risk` once an alert opens an episode
+    # (churn_alert_threshold), `churned` once a checkpoint's probability reaches this.
+    churned_probability: float = Field(0.8, gt=0, le=1)
     loyal_after_visits: int = 5
     tier_thresholds: list[float] = [500.0, 2000.0]  # bronze < silver < gold, by total spend
+    # Anomalies (stream/domain/policies/anomaly_policy.py, README "Anomalies"). Orders: a
+    # burst of `anomaly_burst_orders` within an hour; a new member's (first seen within
+    # `anomaly_new_member_hours`) `anomaly_new_member_orders` orders within
+    # `anomaly_new_member_minutes`, each at the shop's `anomaly_high_value_quantile` of order
+    # spend or more (known once `anomaly_high_value_min_orders` orders were seen); an order
+    # over `anomaly_spike_factor` x the member's median. Sequences: a run of events outside
+    # the model's top-K whose chance under the member's own hit rate is at most
+    # `anomaly_unlikely_chance`, after `anomaly_unlikely_history` predicted events. At most
+    # one anomaly of each kind per member within `anomaly_min_interval_s` of event time.
+    anomaly_burst_orders: int = Field(4, ge=2)
+    anomaly_new_member_hours: float = Field(24.0, gt=0)
+    anomaly_new_member_orders: int = Field(3, ge=2)
+    anomaly_new_member_minutes: float = Field(30.0, gt=0)
+    anomaly_high_value_quantile: float = Field(0.9, gt=0, lt=1)
+    anomaly_high_value_min_orders: int = Field(200, ge=1)
+    anomaly_spike_factor: float = Field(10.0, gt=1)
+    anomaly_unlikely_chance: float = Field(1e-3, gt=0, lt=1)
+    anomaly_unlikely_history: int = Field(20, ge=1)
+    anomaly_min_interval_s: float = Field(3600.0, ge=0)
 
     # Data for training, demo logs and evaluation
     data_dir: Path = Path("../shared/data")

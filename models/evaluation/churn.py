@@ -38,13 +38,19 @@ class CutoffRows:
     types: np.ndarray
     gaps: np.ndarray
     silence: np.ndarray
+    states: dict = None  # member -> stream.domain.member_state.MemberState at the cutoff
+    items: object = None  # stream.domain.item_stats.ItemStats counted from the same events
 
 
 def stream_rows(events: list[MemberEvent], cutoff_ts: float, max_len: int) -> CutoffRows:
-    """Model rows at the cutoff, built by the streaming system's parser and state."""
+    """Model rows at the cutoff, built by the streaming system's parser and state; also
+    the item statistics a worker would have counted from the same events."""
     from stream.domain.member_state import MemberState, apply_event, model_inputs
     from stream.domain.parsing import Rejected, parse_event
+    from stream.processing.recommender import item_stats_of
+    from stream.settings import Settings
 
+    items = item_stats_of(Settings(_env_file=None))
     states: dict[str, MemberState] = {}
     for record in contract_events(e for e in events if e.ts < cutoff_ts):
         event = parse_event(orjson.dumps(record), None, 1 << 20)
@@ -53,6 +59,7 @@ def stream_rows(events: list[MemberEvent], cutoff_ts: float, max_len: int) -> Cu
         state = states.setdefault(event.member_id, MemberState(event.member_id, 0))
         if not state.is_duplicate(event.event_id):
             apply_event(state, event, max_len)
+            items.observe_newest(state, event.ts, event.category)
     members = sorted(states)
     rows = [model_inputs(states[m], max_len) for m in members]
     return CutoffRows(
@@ -60,18 +67,18 @@ def stream_rows(events: list[MemberEvent], cutoff_ts: float, max_len: int) -> Cu
         types=np.array([r[1] for r in rows], dtype=np.int8),
         gaps=np.array([r[2] for r in rows], dtype=np.float32),
         silence=np.array([[cutoff_ts - states[m].last_ts / 1000.0] for m in members],
-                         dtype=np.float32))
+                         dtype=np.float32), states=states, items=items)
 
 
 def score(trained: Trained, rows: CutoffRows, k: int, batch: int = 2048):
-    """(churn probabilities [N], top-k item lists) from the served computation."""
+    """(churn probabilities [N], top-k (item, probability) lists) from the served computation."""
     churn, top = [], []
     for i in range(0, len(rows.members), batch):
         s = slice(i, i + batch)
-        c, items, _ = predict(trained.model, trained.vocab, rows.item_ids[s], rows.types[s],
-                              rows.gaps[s], rows.silence[s], k)
+        c, items, probs = predict(trained.model, trained.vocab, rows.item_ids[s], rows.types[s],
+                                  rows.gaps[s], rows.silence[s], k)
         churn.append(c)
-        top += [[x.decode() for x in row] for row in items]
+        top += [[(x.decode(), float(p)) for x, p in zip(row, ps)] for row, ps in zip(items, probs)]
     return np.concatenate(churn), top
 
 
@@ -130,10 +137,16 @@ def evaluate_churn(events: list[MemberEvent], start_ts: float, cutoff_ts: float,
 
 
 def evaluate_next_purchase(events: list[MemberEvent], cutoff_ts: float, holdout_end_ts: float,
-                           rows: CutoffRows, top: list[list[str]], k: int = 20) -> list[dict]:
+                           rows: CutoffRows, top: list[list[tuple[str, float]]], k: int = 20,
+                           extra: dict | None = None) -> list[dict]:
     """HR@k / NDCG@k of each returning member's top-k at the cutoff against holdout purchases.
 
-    `rows` and `top` are what `evaluate_churn` scored: the transformer's lists.
+    `rows` and `top` are what `evaluate_churn` scored: the transformer's lists, which
+    the pipeline's blend (stream/domain/policies/recommendation_policy.py, with the
+    default settings) mixes with the member's history and the item statistics counted
+    from the same events; "discover" is the same blend with repeat_share 0 (only items
+    new to the member: what a shop sends as "you may also like"). `extra`: more lists
+    to score, {name: {member: items}} (evaluate-stream's, read from the stream).
 
     Split into repeat items (bought before the cutoff) and new items; a member
     counts in a split when they buy at least one item of that kind.
@@ -171,7 +184,24 @@ def evaluate_next_purchase(events: list[MemberEvent], cutoff_ts: float, holdout_
         last = {item: n for n, item in enumerate(history)}
         return pop.order({i: c[i] + last[i] / (10 * len(history)) for i in c}, k)
 
-    lists = {"transformer": dict(zip(rows.members, top)),
+    from dataclasses import replace
+
+    from stream.domain.policies.recommendation_policy import blend_items
+    from stream.processing.recommender import blend_of
+    from stream.settings import Settings
+
+    blend = blend_of(Settings(_env_file=None))
+    discover = replace(blend, repeat_share=0.0)
+
+    def blended(b, member, answer):
+        state = rows.states[member]
+        model_items, model_scores = ([i for i, _ in answer], [p for _, p in answer]) if (
+            state.n_events >= b.cold_start_events) else ([], [])
+        return [i for i, _, _ in blend_items(state, model_items, model_scores, rows.items, b, k)]
+
+    lists = {**(extra or {}), "memberstream blend (served)": {m: blended(blend, m, t) for m, t in zip(rows.members, top)},
+             "memberstream blend, discover": {m: blended(discover, m, t) for m, t in zip(rows.members, top)},
+             "transformer": {m: [i for i, _ in t] for m, t in zip(rows.members, top)},
              "popularity": {m: pop.recommend([], k) for m in rows.members},
              "co-occurrence": {m: cooccurrence(before[m]) for m in rows.members},
              "own past purchases": {m: own(before[m]) for m in rows.members}}

@@ -14,7 +14,7 @@ from ..config import ModelConfig, TrainConfig
 from ..datasets import (DataError, YOOCHOOSE_REFERENCES, cdnow, diginetica, online_retail,
                         yoochoose)
 from ..encoding import DAY
-from . import churn, next_item
+from . import churn, next_item, value
 from .report import table
 
 UTC = timezone.utc
@@ -150,12 +150,16 @@ def run_online_retail(data_dir: Path, predictions: Path | None, validation: bool
         "member_id", progress)
     result["split"] = _split(cutoff, end)
     result["next_purchase"] = churn.evaluate_next_purchase(events, cutoff, end, rows, top)
+    result["member_value"] = value.evaluate_value(events, cutoff, end, rows)
     cols = ["model"] + [f"{s} {m}" for s in ("all", "repeat", "new")
                         for m in ("members", "hr@20", "ndcg@20")]
     return result, "\n\n".join([
         _churn_report("Online Retail", result),
         table("next-purchase recommendations at the cutoff (returning members)",
-              result["next_purchase"], cols)])
+              result["next_purchase"], cols),
+        table(f"member value over the {result['member_value']['horizon_days']:.0f} days after the cutoff",
+              result["member_value"]["table"],
+              ["model", "purchases mae", "purchases bias", "spend spearman", "spend mae"])])
 
 
 def _split(cutoff: float, end: float) -> str:

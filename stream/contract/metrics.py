@@ -22,7 +22,7 @@ def seconds(name: str) -> str:
 PROCESSOR_COUNTS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
                     "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
                     "gap_filled", "checkpoint_rows", "checkpoints_known", "checkpoint_updates",
-                    "processing_failures", "late_events")
+                    "processing_failures", "late_events", "explanations_unavailable")
 EVENTS = counter("events")
 DEAD_LETTERED = counter("dead_lettered")
 DUPLICATES = counter("duplicates")

@@ -87,10 +87,23 @@ class Reason(BaseModel):
     text: str = Field(description="readable explanation")
 
 
+class Factor(BaseModel):
+    """One of the top factors behind the model's churn score, found by occlusion."""
+    code: str = Field(description="MODEL_SILENCE, MODEL_RECENT_EVENT, MODEL_PURCHASES, MODEL_CART or MODEL_PACE")
+    text: str = Field(description="readable explanation: what it is and how much it adds")
+    contribution: float = Field(description="churn score with it minus the score without it (> 0)")
+
+
 class MemberValue(BaseModel):
     recency_days: float = Field(description="days from the newest event to event_time")
     frequency: int = Field(description="purchase visits seen")
     monetary: float = Field(description="total spend seen")
+    p_alive: Optional[float] = Field(None, description="BG/NBD probability that the member still buys "
+                                                       "(null: no member-value model served)")
+    expected_purchases_90d: Optional[float] = Field(None, description="expected orders in the 90 days after "
+                                                                      "event_time (BG/NBD)")
+    expected_spend_90d: Optional[float] = Field(None, description="expected spend in those 90 days (BG/NBD "
+                                                                  "orders x Gamma-Gamma spend per order)")
 
 
 class ChurnAlert(BaseModel):
@@ -102,6 +115,9 @@ class ChurnAlert(BaseModel):
     churn_probability: float
     risk_level: RiskLevel
     reasons: list[Reason]
+    factors: list[Factor] = Field(description=(
+        "the top factors behind the model's score, largest first (occlusion; empty when scoring them "
+        "failed or none adds 0.01)"))
     lifecycle_stage: LifecycleStage
     value: MemberValue
     suggested_action: str
@@ -114,6 +130,8 @@ class RecommendedItem(BaseModel):
     item_id: str
     score: float
     rank: int
+    reason: Optional[str] = Field(None, description="the signal that ranked it most: SEQUENCE_MODEL, "
+                                                    "BOUGHT_BEFORE, BOUGHT_TOGETHER or TRENDING")
 
 
 class RecommendationUpdate(BaseModel):
@@ -141,6 +159,7 @@ class SegmentChange(BaseModel):
     tier: Tier
     previous_lifecycle_stage: Optional[LifecycleStage]
     previous_tier: Optional[Tier]
+    value: Optional[MemberValue] = Field(None, description="the member's value at event_time")
     event_time: str
 
 

@@ -44,6 +44,17 @@ class Visit:
 
 
 @dataclass(slots=True)
+class Surprise:
+    """The member's events that the model's top-K predicted, and the run of misses."""
+    predicted: frozenset = frozenset()
+    trials: int = 0
+    hits: int = 0
+    run: int = 0  # misses since the last hit
+    raised_run: bool = False  # this run raised its anomaly
+    raised_ts: int = -(1 << 62)  # event time of the last anomaly of this kind
+
+
+@dataclass(slots=True)
 class MemberState:
     member_id: str
     partition: int
@@ -77,6 +88,9 @@ class MemberState:
     # checkpoint, scored with the sequence as it was after event number `[0]`; valid
     # while `n_events` is still that (the member stayed silent). None: unknown.
     churn_at: Optional[tuple[int, list[float]]] = field(default=None, compare=False)
+    # In memory only: the member's events against the model's top-K at their last
+    # scoring (anomaly_policy.on_event): None until they were scored.
+    surprise: Optional["Surprise"] = field(default=None, compare=False)
 
     @property
     def last_ts(self) -> int:

@@ -57,7 +57,7 @@ class Decisions:
             self.last.result()  # a failed decision fails the agent
             self.last = None
         t = time.monotonic()
-        if self.last is None and not prepared.rows:
+        if self.last is None and not prepared.rows and not prepared.explain:
             await self._publish(prepared, None, inputs)
             self.waits.since("publish", t)
             return
@@ -71,6 +71,8 @@ class Decisions:
         """The batch's checkpoint scores, tried again whenever the breaker allows until
         they come; None once the hold ends unscored."""
         if not prepared.rows:
+            if prepared.explain:  # only the factors of alerts to find: tried once
+                await self.processor.score_checkpoints(prepared)
             return None
         breaker, began = self.processor.breaker, None
         try:

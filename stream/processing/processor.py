@@ -37,33 +37,20 @@ import orjson
 
 from stream.contract import topics
 from stream.domain.dead_letter import dead_letter_headers
+from stream.domain import member_value
 from stream.domain.inactivity import InactivitySchedule
-from stream.domain.member_state import MemberState, Visit, apply_event, event_hash, model_inputs
+from stream.domain.member_state import MemberState, apply_event, event_hash, model_inputs
 from stream.domain.parsing import Rejected, parse_record
 from stream.domain.policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
+from stream.processing.checkpoints import Check, explain_checks, snapshot, to_explain
 from stream.processing.pending import PendingScoring
+from stream.processing.recommender import Recommender
 from stream.processing.records import BatchResult, Outgoing, Record
 from stream.processing.recovery import recover_partition
 from stream.scoring.breaker import Breaker
-from stream.scoring.scores import Row, Scores
+from stream.scoring.scores import Row, Scores, check_answer
 from stream.settings import Settings
 
-POPULAR_KEPT = 200
-
-
-@dataclass(slots=True)
-class _Check:
-    state: MemberState
-    snapshot: MemberState
-    row: int  # in the batch's checkpoint request; -1: `churn` known already
-    days: int
-    due_ms: int
-    index: int
-    n_events: int  # the member's events when the checkpoint came due
-    churn: Optional[float] = None
-    # The row also answers the member's pending scoring (taken out of `pending`):
-    # the items do not depend on the silence, only on the sequence.
-    update: bool = False
 
 
 @dataclass(slots=True)
@@ -76,6 +63,7 @@ class _Event:
     event_id: str
     n_events: int
     backdated: bool = False  # older than the member's newest event
+    value: tuple = ()  # member_value.inputs_of the state after the event
 
 
 @dataclass(slots=True)
@@ -85,6 +73,7 @@ class Prepared:
     steps: list
     rows: list[Row]
     touched: dict[str, MemberState]
+    explain: int = 0  # checkpoints whose churn was known and may alert: explained all the same
 
 
 def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected) -> None:
@@ -92,6 +81,12 @@ def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected) -> None:
     headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value)
     out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value, headers))
     out.counts["dead_lettered"] += 1
+
+
+def _anomaly(out: BatchResult, anomaly) -> None:
+    if anomaly is not None:
+        out.outputs.append(Outgoing(topics.ANOMALIES, anomaly.member_id.encode(), _json(anomaly)))
+        out.counts["anomalies"] += 1
 
 
 def _json(message) -> bytes:
@@ -107,7 +102,10 @@ class MemberProcessor:
         self.cache: dict[str, MemberState] = {}
         self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days,
                                            int(settings.allowed_lateness_s * 1000))
-        self.popularity: Counter = Counter()
+        self.recommender = Recommender(settings)
+        self.value_model = member_value.load(settings.member_value_path)
+        self.anomaly_rules = anomaly_policy.Rules.of(settings)
+        self.order_spend = anomaly_policy.OrderSpend()
         self.totals: Counter = Counter()
         self.pending = PendingScoring()
         self.breaker = Breaker("triton scoring", settings.scoring_retry_base_s, settings.scoring_retry_max_s)
@@ -138,7 +136,9 @@ class MemberProcessor:
 
     def _ensure_partition(self, partition: int) -> None:
         if not self.schedule.knows(partition):
-            recover_partition(partition, self.store, self.schedule, self.cache, self.pending)
+            recovered = recover_partition(partition, self.store, self.schedule, self.cache, self.pending)
+            self.recommender.recovered(recovered)
+            self.order_spend.observe_states(recovered)
 
     def forget_partitions(self, partitions) -> None:
         """On revocation: the cache and schedule of partitions no longer ours."""
@@ -163,6 +163,7 @@ class MemberProcessor:
         steps: list = []
         rows: list[Row] = []
         touched: dict[str, MemberState] = {}
+        explain = 0
         L = self.s.sequence_length
         for rec in records:
             event = parse_record(rec.value, rec.key, self.s.max_event_bytes)
@@ -192,15 +193,19 @@ class MemberProcessor:
                     due_ms, member = silent.last_ts + self.schedule.offsets_ms[idx], silent.member_id
                     known = silent.churn_at
                     if known is not None and known[0] == silent.n_events:
-                        steps.append(_Check(silent, _snapshot(silent), -1, self.schedule.days[idx],
-                                            due_ms, idx, silent.n_events, known[1][idx]))
+                        churn = known[1][idx]
+                        may_alert = silent.episode is None and churn >= self.s.churn_alert_threshold
+                        steps.append(Check(silent, snapshot(silent), -1, self.schedule.days[idx], due_ms, idx,
+                                           silent.n_events, churn, inputs=self._row(
+                                               silent, (due_ms - silent.last_ts) / 1000.0) if may_alert else None))
                         out.counts["checkpoints_known"] += 1
+                        explain += may_alert
                     else:
                         rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
                         out.counts["checkpoint_rows"] += 1
-                        steps.append(_Check(silent, _snapshot(silent), len(rows) - 1,
-                                            self.schedule.days[idx], due_ms, idx, silent.n_events,
-                                            update=bool(self.pending.take((member,), time.monotonic()))))
+                        steps.append(Check(silent, snapshot(silent), len(rows) - 1,
+                                           self.schedule.days[idx], due_ms, idx, silent.n_events,
+                                           update=bool(self.pending.take((member,), time.monotonic()))))
                     silent.check_index = idx + 1
                     self.schedule.schedule(silent)
                     touched[member] = silent
@@ -209,6 +214,7 @@ class MemberProcessor:
                 visits_before = state.purchase_visits
                 visit = apply_event(state, event, L, digest)
                 state.last_offset = rec.offset
+                self.recommender.items.observe_newest(state, event.ts, event.category)
                 started = state.purchase_visits > visits_before
                 if not backdated:
                     state.check_index = 0
@@ -216,30 +222,40 @@ class MemberProcessor:
                 touched[event.member_id] = state
                 self.pending.mark(state)
                 steps.append(_Event(state, event.ts if backdated else state.last_ts, started, state.purchase_visits,
-                                    state.monetary, event.event_id, state.n_events, backdated))
+                                    state.monetary, event.event_id, state.n_events, backdated,
+                                    member_value.inputs_of(state)))
+                rules = self.anomaly_rules
                 if visit is not None:
-                    self.popularity[event.item_id] += event.quantity
-                    anomaly = anomaly_policy.on_purchase(state, visit, started, event.event_id)
-                    if anomaly is not None:
-                        out.outputs.append(Outgoing(topics.ANOMALIES, state.member_id.encode(), _json(anomaly)))
-                        out.counts["anomalies"] += 1
+                    if started and len(state.visits) >= 2:
+                        self.order_spend.observe(state.visits[-2].spend)
+                    high = self.order_spend.quantile(rules.high_value_quantile, rules.high_value_min_orders) \
+                        if visit.ts - state.first_ts <= rules.new_member_ms else None
+                    _anomaly(out, anomaly_policy.on_purchase(state, visit, started, event.event_id, rules, high))
+                if not backdated:
+                    _anomaly(out, anomaly_policy.on_event(state, event.item_id, event.event_id, rules))
                 out.counts["events"] += 1
             except Exception as exc:  # noqa: BLE001 (a bug, or a stored state it cannot read)
                 # Kept with the error, not lost; the rest of the batch goes on. What the
                 # record changed before it failed stays (docs/DESIGN.md section 8).
                 _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"))
                 out.counts["processing_failures"] += 1
-        return Prepared(out, steps, rows, touched)
+        return Prepared(out, steps, rows, touched, explain)
 
     async def score_checkpoints(self, prepared: "Prepared") -> Optional[Scores]:
-        """The batch's checkpoint rows in one request (None: none, or scoring failed)."""
-        if not prepared.rows:
-            return None
-        t = time.monotonic()
-        scores = await self._score(prepared.rows, prepared.out)
-        timing = self.timings["checkpoint_scoring"]
-        timing[0] += time.monotonic() - t
-        timing[1] += 1
+        """The batch's checkpoint rows in one request (None: none, or scoring failed),
+        then the factors of the alerts they may send (stream/processing/checkpoints.py)."""
+        scores, out = None, prepared.out
+        if prepared.rows:
+            t = time.monotonic()
+            scores = await self._score(prepared.rows, out)
+            timing = self.timings["checkpoint_scoring"]
+            timing[0] += time.monotonic() - t
+            timing[1] += 1
+            if scores is None:
+                return None
+        explain = to_explain(prepared.steps, prepared.rows, scores, self.s.churn_alert_threshold)
+        if explain and not await explain_checks(explain, lambda rows: self._score(rows, out)):
+            out.counts["explanations_unavailable"] += len(explain)
         return scores
 
     def decide(self, prepared: "Prepared", scores: Optional[Scores]) -> BatchResult:
@@ -263,7 +279,6 @@ class MemberProcessor:
         request = self.timings["scoring_request"]
         request[0] += time.monotonic() - now
         request[1] += 1
-        popular = None
         for row, state in enumerate(take):
             member = state.member_id
             if self.cache.get(member) is not state or state.n_events != scored_at[row]:
@@ -273,11 +288,9 @@ class MemberProcessor:
                 self._keep_churn_at(state, scores, row)
                 self._publish(state, scores.items[row], scores.scores[row], False, out)
             else:
-                # Popular items meanwhile, and pending still: the model's once Triton is back.
-                if popular is None:
-                    popular = [i for i, _ in self.popularity.most_common(POPULAR_KEPT)]
-                items = recommendation_policy.fallback_items(state, popular, self.s.recommendations_k)
-                self._publish(state, items, [0.0] * len(items), True, out)
+                # The list without the model meanwhile, and pending still: the model's once
+                # Triton is back.
+                self._publish(state, (), (), True, out)
                 self.pending.mark(state)
             out.changed[member] = state
         self.totals.update(out.counts)
@@ -286,8 +299,12 @@ class MemberProcessor:
     def _publish(self, state: MemberState, items, item_scores, fallback: bool, out: BatchResult) -> None:
         """The member's pending scoring answered: a recommendation update if the top-K changed."""
         state.pending_score = False
+        if not fallback:
+            anomaly_policy.predicted(state, items)
+        ranked, fallback = self.recommender.recommend(state, () if fallback else items, item_scores)
         update = recommendation_policy.recommendation_update(
-            state, items, item_scores, self.s.recommendations_k, self.scorer.model_version, fallback)
+            state, [i for i, _, _ in ranked], [x for _, x, _ in ranked], self.s.recommendations_k,
+            self.scorer.model_version, fallback, [r for _, _, r in ranked])
         if update is not None:
             out.outputs.append(Outgoing(topics.RECOMMENDATIONS, state.member_id.encode(), _json(update)))
             out.counts["recommendation_updates"] += 1
@@ -311,7 +328,7 @@ class MemberProcessor:
             return None
         try:
             scores = await self.scorer.score(rows)
-            _check_answer(scores, len(rows))
+            check_answer(scores, len(rows))
         except asyncio.CancelledError:
             self.breaker.abandoned()
             raise
@@ -328,7 +345,7 @@ class MemberProcessor:
         version = self.scorer.model_version
         for step in steps:
             state = step.state
-            if isinstance(step, _Check):
+            if isinstance(step, Check):
                 churn = step.churn
                 if churn is None:
                     current = state.n_events == step.n_events and self.cache.get(state.member_id) is state
@@ -350,33 +367,28 @@ class MemberProcessor:
                 # The tier as the steps before this one left it (pass 2 sets it, and pass 1
                 # of a later batch may have taken the snapshot before that).
                 step.snapshot.tier = state.tier
-                alert = churn_policy.at_checkpoint(state, step.snapshot, churn,
-                                                   step.days, s.churn_alert_threshold, version)
+                alert = churn_policy.at_checkpoint(state, step.snapshot, churn, step.days, s.churn_alert_threshold,
+                                                   version, self.value_model, step.factors)
                 if alert is not None:
                     out.outputs.append(Outgoing(topics.CHURN_ALERTS, state.member_id.encode(), _json(alert)))
                     out.counts["alerts"] += 1
-                if step.days >= s.churned_after_days:
+                if churn >= s.churned_probability:
                     state.churned = True
                 visits, monetary, at_ms = step.snapshot.purchase_visits, step.snapshot.monetary, step.due_ms
                 cause = step.snapshot.last_event_id, step.n_events, step.days
+                inputs, last_ts = member_value.inputs_of(step.snapshot), step.snapshot.last_ts
             else:
                 if not step.backdated:
                     segment_policy.on_member_event(state, step.started_visit)
                 visits, monetary, at_ms = step.purchase_visits, step.monetary, step.ts
                 cause = step.event_id, step.n_events, 0
-            change = segment_policy.segment_change(state, visits, monetary, at_ms,
-                                                   s.loyal_after_visits, s.tier_thresholds, cause)
+                inputs, last_ts = step.value, step.ts
+            change = segment_policy.segment_change(
+                state, visits, monetary, at_ms, s.loyal_after_visits, s.tier_thresholds, cause,
+                lambda: member_value.contract_value(self.value_model, inputs, last_ts, at_ms))
             if change is not None:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1
-
-
-def _check_answer(scores: Scores, n: int) -> None:
-    """An answer with a row per row asked, or ValueError (a server that answers in
-    another shape must not be read as scores for other members)."""
-    shapes = (len(scores.churn), len(scores.items), len(scores.scores))
-    if shapes != (n, n, n) or (scores.churn_at is not None and len(scores.churn_at) != n):
-        raise ValueError(f"answer of {shapes} rows for {n} asked")
 
 
 def tune_gc(threshold: int) -> None:
@@ -386,14 +398,3 @@ def tune_gc(threshold: int) -> None:
     processor over the bench log ran 23-27k -> 33-36k events/s with 50,000."""
     if threshold:
         gc.set_threshold(threshold, 20, 100)
-
-
-def _snapshot(state: MemberState) -> MemberState:
-    """What the policies may read of a member at a checkpoint, frozen in time (pass 2
-    sets `tier` again, as the steps before the checkpoint left it)."""
-    return MemberState(
-        member_id=state.member_id, partition=state.partition, times=[state.last_ts],
-        last_event_id=state.last_event_id, purchase_visits=state.purchase_visits,
-        monetary=state.monetary, cart_open=state.cart_open, tier=state.tier,
-        visits=[Visit(v.event_id, v.ts, v.session, v.spend, v.flagged) for v in state.visits])
-

@@ -15,9 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def recover_partition(partition: int, store: MutableMapping[bytes, bytes], schedule: InactivitySchedule,
-                      cache: dict[str, MemberState], pending: PendingScoring) -> None:
+                      cache: dict[str, MemberState], pending: PendingScoring) -> list[MemberState]:
     """Every stored member of `partition` back in the schedule; those stored as awaiting
-    scoring back in the cache and the pending queue."""
+    scoring back in the cache and the pending queue. Returns the partition's members."""
     mine, unreadable = [], 0
     for key, raw in list(store.items()):
         if keys.is_bookkeeping(key):
@@ -37,3 +37,4 @@ def recover_partition(partition: int, store: MutableMapping[bytes, bytes], sched
         if state.pending_score and state.member_id not in cache:
             cache[state.member_id] = state
             pending.mark(state)
+    return mine

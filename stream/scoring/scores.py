@@ -31,3 +31,11 @@ class Scores:
 
     def __len__(self) -> int:
         return len(self.churn)
+
+
+def check_answer(scores: Scores, n: int) -> None:
+    """An answer with a row per row asked, or ValueError (a server that answers in
+    another shape must not be read as scores for other members)."""
+    shapes = (len(scores.churn), len(scores.items), len(scores.scores))
+    if shapes != (n, n, n) or (scores.churn_at is not None and len(scores.churn_at) != n):
+        raise ValueError(f"answer of {shapes} rows for {n} asked")

@@ -1,10 +1,13 @@
-"""The worker's HTTP interface: /health, /metrics, /members/{member_id}."""
+"""The worker's HTTP interface: /health, /metrics, /members/{member_id}[?at=RFC 3339]."""
 from __future__ import annotations
 
 import faust
 
 from stream.contract import metrics as names
+from stream.contract.schemas import EVENT_TIMES
 from stream.domain.event_time import rfc3339
+from stream.domain.member_value import contract_value, inputs_of
+from stream.processing.assess import assess
 from stream.scoring.breaker import STATE_VALUES
 from stream.worker.stall_watcher import StallWatcher
 from stream.worker.worker import Worker
@@ -34,6 +37,18 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
         state = processor.state(member_id)
         if state is None:
             return web.json({"error": f"unknown member {member_id}"}, status=404)
+        # The value as of the partition's event time ("now" in the log), or `?at=`: then the
+        # member is also scored at that time (churn at that silence, a fresh list).
+        now = max(processor.schedule.watermarks.get(state.partition, state.last_ts), state.last_ts)
+        assessed = None
+        if "at" in request.query:
+            try:
+                now = EVENT_TIMES[request.query["at"]]
+            except ValueError as exc:
+                return web.json({"error": f"at: {exc}"}, status=400)
+            assessed = await assess(processor, state, now)
+            if assessed is None:
+                return web.json({"error": f"scoring unavailable: {processor.breaker.reason}"}, status=503)
         return web.json({
             "member_id": state.member_id, "partition": state.partition,
             "events": state.n_events, "last_event_id": state.last_event_id,
@@ -43,7 +58,9 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             "recommendations": [{"item_id": i, "score": s} for i, s in state.recommendations],
             "recommendations_fallback": state.recommendations_fallback,
             "scoring_pending": state.pending_score,
+            "value": contract_value(processor.value_model, inputs_of(state), state.last_ts, now),
             "sequence": state.items,
+            **({} if assessed is None else {"assessed": assessed}),
         })
 
 

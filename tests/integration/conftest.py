@@ -21,6 +21,7 @@ from stream.processing import keys
 from stream.tools.replay import replay
 from stream.settings import Settings
 from stream.tools.tail import messages
+from tests.fixtures.expected import PER_MEMBER_RECOMMENDATIONS
 
 ROOT = Path(__file__).parents[2]
 EXCERPT = ROOT / "tests" / "data" / "online-retail-excerpt.jsonl"
@@ -50,7 +51,7 @@ class Cluster:
 
     def env(self, **extra: object) -> dict[str, str]:
         return worker_env(self.broker, self.triton, self.partitions,
-                          **{"state_dir": self.work_dir / "state", **extra})
+                          **{"state_dir": self.work_dir / "state", **PER_MEMBER_RECOMMENDATIONS, **extra})
 
     def start_worker(self, **extra: object) -> WorkerProcess:
         w = start_worker(self.env(**extra), self.work_dir, name=f"worker-{len(self.workers) + 1}")

@@ -97,7 +97,8 @@ def test_up_restarts_a_killed_worker_and_triton_and_stops_when_the_broker_dies(t
         os.kill(old_worker, signal.SIGKILL)
         wait_until(lambda: up.stack()["workers"][0]["pid"] != old_worker, 120, "the worker to be restarted",
                    interval=0.2)
-        assert up.said(f"worker-1 (pid {old_worker}) was killed by SIGKILL; its last log line: ")
+        # Then its last log line, or that its log is empty: a kill can come before it wrote any.
+        assert up.said(f"worker-1 (pid {old_worker}) was killed by SIGKILL; its ")
         assert up.said("restarting it in 0.5 s")
         wait_until(lambda: worker.health()[0] == 200, 60, "the new worker's /health", interval=0.2)
         sender.join(60)

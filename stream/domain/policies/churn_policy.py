@@ -14,7 +14,9 @@ import hashlib
 from typing import Optional
 
 from stream.domain.event_time import DAY_MS, now_rfc3339, rfc3339
+from stream.domain import member_value as member_value_model
 from stream.domain.member_state import MemberState
+from stream.domain.member_value import ValueModel
 from stream.contract.schemas import ChurnAlert, MemberValue, Reason
 
 
@@ -53,17 +55,20 @@ def suggested_action(risk: str, reason_codes: set[str], tier: Optional[str]) -> 
     return "send a re-engagement email with recommendations"
 
 
-def member_value(state: MemberState, at_ms: int) -> MemberValue:
+def member_value(state: MemberState, at_ms: int, model: Optional[ValueModel] = None) -> MemberValue:
     return MemberValue(recency_days=round((at_ms - state.last_ts) / DAY_MS, 3),
-                       frequency=state.purchase_visits, monetary=round(state.monetary, 2))
+                       frequency=state.purchase_visits, monetary=round(state.monetary, 2),
+                       **member_value_model.served(model, member_value_model.inputs_of(state), at_ms))
 
 
 def at_checkpoint(state: MemberState, snapshot: MemberState, probability: float,
-                  checkpoint_days: int, threshold: float, model_version: str) -> Optional[ChurnAlert]:
+                  checkpoint_days: int, threshold: float, model_version: str,
+                  value_model: Optional[ValueModel] = None, factors=()) -> Optional[ChurnAlert]:
     """Decide at a checkpoint; opens the episode when it sends an alert.
 
     `state` is the live member (its episode so far), `snapshot` the member as
-    they were at the checkpoint, which the alert describes.
+    they were at the checkpoint, which the alert describes; `factors` the top
+    factors behind the model's score (stream/scoring/explain.py), if known.
     """
     state.churn_probability = round(float(probability), 4)
     if state.episode is not None or probability < threshold:
@@ -74,7 +79,7 @@ def at_checkpoint(state: MemberState, snapshot: MemberState, probability: float,
     risk = risk_level(probability)
     return ChurnAlert(
         alert_id=state.episode, member_id=state.member_id,
-        churn_probability=state.churn_probability, risk_level=risk, reasons=why,
-        lifecycle_stage="at_risk", value=member_value(snapshot, at_ms),
+        churn_probability=state.churn_probability, risk_level=risk, reasons=why, factors=list(factors),
+        lifecycle_stage="at_risk", value=member_value(snapshot, at_ms, value_model),
         suggested_action=suggested_action(risk, {r.code for r in why}, snapshot.tier),
         model_version=model_version, event_time=rfc3339(at_ms), emitted_at=now_rfc3339())

@@ -9,10 +9,12 @@ counted since the worker started and may differ).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from stream.domain.event_time import rfc3339
-from stream.domain.member_state import MemberState
+from stream.domain.event_time import DAY_MS, rfc3339
+from stream.domain.item_stats import TYPE_WEIGHT_BY_CODE, ItemStats
+from stream.domain.member_state import PURCHASE, MemberState
 from stream.domain.message_id import message_id
 from stream.contract.schemas import SCHEMA_VERSION
 
@@ -22,29 +24,134 @@ def update_id(member_id: str, n_events: int, last_event_id: str, model_version: 
 
 
 def recommendation_update(state: MemberState, items: Sequence[str], scores: Sequence[float], k: int,
-                          model_version: str, fallback: bool) -> Optional[dict]:
+                          model_version: str, fallback: bool,
+                          reasons: Optional[Sequence[str]] = None) -> Optional[dict]:
     """The `crm.recommendations` message as a dict in the field order of
     schemas.RecommendationUpdate (built directly: one per scored member, and the
     model's validation and dump cost four times the rest; tests/unit/domain/test_policies.py
     checks the dict against the model)."""
     top = [(item, round(float(score), 6)) for item, score in zip(items[:k], scores[:k])]
+    why = list(reasons[:k]) if reasons is not None else [None] * len(top)
     if [i for i, _ in top] == [i for i, _ in state.recommendations] and fallback == state.recommendations_fallback:
         return None
     state.recommendations, state.recommendations_fallback = top, fallback
     return {"schema_version": SCHEMA_VERSION,
             "update_id": update_id(state.member_id, state.n_events, state.last_event_id, model_version, fallback),
             "member_id": state.member_id,
-            "items": [{"item_id": i, "score": s, "rank": r} for r, (i, s) in enumerate(top, 1)],
+            "items": [{"item_id": i, "score": s, "rank": r, "reason": y}
+                      for r, ((i, s), y) in enumerate(zip(top, why), 1)],
             "model_version": model_version, "fallback": fallback, "based_on": state.last_event_id,
             "event_time": rfc3339(state.last_ts)}
 
 
-def fallback_items(state: MemberState, popular: Sequence[str], k: int) -> list[str]:
-    """Without the model: the member's own most frequent items, then popular ones."""
-    counts: dict[str, int] = {}
-    for item in reversed(state.items):
-        counts[item] = counts.get(item, 0) + 1
-    own = sorted(counts, key=lambda i: -counts[i])
-    out = own[:k]
-    out += [i for i in popular if i not in counts][:k - len(out)]
+@dataclass(frozen=True)
+class Blend:
+    """How a member's list is made (settings `recommend_*`, docs/DESIGN.md section 8).
+
+    Four signals, each scaled to [0, 1] by its best candidate for the member, summed
+    with these weights: `model` (the transformer's next-item probabilities), `repeat`
+    (the member's own events of the item, purchases most, halved every
+    `repeat_half_life_days`: re-buy cycles), `related` (co-occurrence with the member's
+    newest items, counted in the stream) and `trending` (decayed popularity).
+    """
+    model: float = 1.0
+    repeat: float = 1.0
+    related: float = 1.0
+    trending: float = 0.1
+    repeat_half_life_days: float = 60.0
+    related_items: int = 10
+    # At most this share of the list is items the member had (repeat), the rest new to
+    # them (explore), each part ranked by the blend; what one part lacks the other fills.
+    # 0: items new to the member only (a "discover" list).
+    repeat_share: float = 0.5
+    cold_start_events: int = 3  # fewer events: no model (fallback), related + trending
+    # Business filters.
+    exclude_bought_within_days: float = 0.0  # 0: bought items stay in (replenishment)
+    catalogue: Optional[frozenset] = None  # only these items (None: any)
+    include_categories: frozenset = frozenset()  # only items of these categories (empty: any)
+    exclude_categories: frozenset = frozenset()
+
+    def allows(self, item: str, stats: ItemStats) -> bool:
+        if self.catalogue is not None and item not in self.catalogue:
+            return False
+        if self.include_categories or self.exclude_categories:
+            category = stats.categories.get(item)
+            if self.include_categories and category not in self.include_categories:
+                return False
+            if category in self.exclude_categories:
+                return False
+        return True
+
+
+REASONS = {"model": "SEQUENCE_MODEL", "repeat": "BOUGHT_BEFORE", "related": "BOUGHT_TOGETHER",
+           "trending": "TRENDING"}
+_TRENDING_CANDIDATES = 100
+
+
+def cold(state: MemberState, blend: Blend) -> bool:
+    """Too few events for the model: the list is made without it (`fallback`)."""
+    return state.n_events < blend.cold_start_events
+
+
+def _scaled(scores: dict[str, float]) -> dict[str, float]:
+    best = max(scores.values(), default=0.0)
+    return {i: v / best for i, v in scores.items()} if best > 0 else {}
+
+
+def repeat_scores(state: MemberState, half_life_days: float) -> dict[str, float]:
+    """The member's own events of each item in the kept sequence, by type weight,
+    halved every `half_life_days` before their newest event."""
+    out: dict[str, float] = {}
+    if not state.times:
+        return out
+    newest, half_life = state.last_ts, half_life_days * DAY_MS
+    for item, code, ts in zip(state.items, state.types, state.times):
+        w = TYPE_WEIGHT_BY_CODE[code] * 2.0 ** (-(newest - ts) / half_life)
+        if w > 0.0:
+            out[item] = out.get(item, 0.0) + w
     return out
+
+
+def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Sequence[float],
+                stats: ItemStats, blend: Blend, k: int) -> list[tuple[str, float, str]]:
+    """The member's top k: (item id, score in [0, 1], reason code), best first.
+
+    Without model answers (none given: Triton unavailable, or a cold start) the
+    other signals rank alone. Items the filters refuse are never candidates; the
+    trending list fills up what the member's own signals leave (a signal of weight 0
+    gives no candidates: the list may then be shorter than k).
+    """
+    signals = {
+        "model": (blend.model, _scaled(dict(zip(model_items, map(float, model_scores))))),
+        "repeat": (blend.repeat, _scaled(repeat_scores(state, blend.repeat_half_life_days))),
+        "related": (blend.related, _scaled(stats.related(state.items, blend.related_items))),
+        "trending": (blend.trending, _scaled(dict(stats.trending(_TRENDING_CANDIDATES)))),
+    }
+    banned = _bought_recently(state, blend.exclude_bought_within_days)
+    total: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
+    for name, (weight, scores) in signals.items():
+        if weight <= 0.0:
+            continue
+        for item, v in scores.items():
+            part = weight * v
+            total[item] = total.get(item, 0.0) + part
+            if part > best.get(item, (-1.0, ""))[0]:
+                best[item] = (part, name)
+    norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
+    ranked = sorted((i for i in total if i not in banned and blend.allows(i, stats)),
+                    key=lambda i: (-total[i], i))
+    owned = signals["repeat"][1]
+    own = [i for i in ranked if i in owned]
+    new = [i for i in ranked if i not in owned]
+    n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
+    chosen = set(own[:n_own] + new[:k - min(n_own, len(own))])
+    ranked = [i for i in ranked if i in chosen]
+    return [(i, round(total[i] / norm, 6), REASONS[best[i][1]]) for i in ranked]
+
+
+def _bought_recently(state: MemberState, days: float) -> set[str]:
+    if days <= 0 or not state.times:
+        return set()
+    since = state.last_ts - days * DAY_MS
+    return {i for i, code, ts in zip(state.items, state.types, state.times) if code == PURCHASE and ts >= since}

@@ -7,7 +7,7 @@ count tells their steps apart even where event ids or event times repeat.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from stream.domain.event_time import rfc3339
 from stream.domain.member_state import MemberState
@@ -52,12 +52,13 @@ def change_id(member_id: str, cause: tuple[str, int, int], previous: tuple[Optio
 
 def segment_change(state: MemberState, purchase_visits: int, monetary: float, at_ms: int,
                    loyal_after_visits: int, thresholds: list[float],
-                   cause: tuple[str, int, int]) -> Optional[dict]:
+                   cause: tuple[str, int, int], value: Optional[Callable[[], dict]] = None) -> Optional[dict]:
     """Stage and tier as of one step (counters as they were then); None if unchanged.
     `cause` is the step: (event id, the member's event count after that event,
     checkpoint days, 0 for the event itself). The `crm.segments` message as a dict
     in the field order of schemas.SegmentChange (checked against the model in
-    tests/unit/domain/test_policies.py)."""
+    tests/unit/domain/test_policies.py). `value`: a callable giving the member's value
+    (schemas.MemberValue's fields), called only for a change."""
     stage = lifecycle_stage(state, purchase_visits, loyal_after_visits)
     level = tier(monetary, thresholds)
     if stage == state.stage and level == state.tier:
@@ -66,6 +67,6 @@ def segment_change(state: MemberState, purchase_visits: int, monetary: float, at
               "change_id": change_id(state.member_id, cause, (state.stage, state.tier), stage, level),
               "member_id": state.member_id, "lifecycle_stage": stage,
               "tier": level, "previous_lifecycle_stage": state.stage, "previous_tier": state.tier,
-              "event_time": rfc3339(at_ms)}
+              "value": value() if value is not None else None, "event_time": rfc3339(at_ms)}
     state.stage, state.tier = stage, level
     return change

@@ -19,7 +19,7 @@ def test_every_topic_has_a_schema_with_the_contract_fields():
     assert set(TOPIC_MODELS) == {n.removesuffix(".schema.json") for n in schemas}
     alert = schemas["crm.churn-alerts.schema.json"]
     for field in ("alert_id", "member_id", "churn_probability", "risk_level", "reasons",
-                  "lifecycle_stage", "value", "suggested_action", "model_version",
+                  "factors", "lifecycle_stage", "value", "suggested_action", "model_version",
                   "event_time", "emitted_at", "schema_version"):
         assert field in alert["properties"], field
     assert set(alert["required"]) >= set(ChurnAlert.model_fields) - {"schema_version"}

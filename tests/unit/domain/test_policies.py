@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 from stream.domain.event_time import DAY_MS
 from stream.domain.inactivity import InactivitySchedule
+from stream.domain.item_stats import ItemStats
 from stream.domain.member_state import MemberState, apply_event
 from stream.domain.policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
-from stream.processing.processor import _snapshot
+from stream.processing.checkpoints import snapshot as _snapshot
 from stream.contract.schemas import ShopEvent
 
 T0 = 1_291_191_960_000
@@ -79,9 +82,73 @@ def test_recommendations_sent_only_when_the_top_k_changes():
     assert recommendation_policy.recommendation_update(s, ["b", "a"], [0.6, 0.2], 2, "v", False) is not None
 
 
-def test_fallback_prefers_own_items_then_popular():
-    s = member(3)
-    assert recommendation_policy.fallback_items(s, ["P", "A", "Q"], 3) == ["A", "P", "Q"]
+def _bought(state, item, day, kind="purchase", category=None):
+    apply_event(state, ShopEvent(event_id=f"{item}{day}{kind}", member_id=state.member_id, type=kind,
+                                 item_id=item, ts=T0 + day * DAY_MS, category=category), 50)
+
+
+def _stats(*baskets):
+    """ItemStats counted from other members' baskets (lists of item ids, each a day)."""
+    stats = ItemStats()
+    for n, basket in enumerate(baskets):
+        other = MemberState(f"o{n}", 0)
+        for item in basket:
+            _bought(other, item, 0, category=item[0])
+            stats.observe_newest(other, other.last_ts, item[0])
+    return stats
+
+
+def test_the_blend_mixes_own_history_items_bought_together_and_the_model():
+    s = MemberState("m1", 0)
+    for day, item in enumerate(["A1", "A1", "B1"]):
+        _bought(s, item, day)
+    stats = _stats(["B1", "C1"], ["B1", "C1"], ["B1", "D1"], ["E1", "E1"], ["E1"])
+    blend = recommendation_policy.Blend(model=1.0, repeat=1.0, related=1.0, trending=0.1, repeat_share=0.5)
+    ranked = recommendation_policy.blend_items(s, ["M1", "C1"], [0.6, 0.3], stats, blend, 4)
+    assert [(i, why) for i, _, why in ranked] == [
+        ("C1", "BOUGHT_TOGETHER"), ("A1", "BOUGHT_BEFORE"), ("M1", "SEQUENCE_MODEL"), ("B1", "BOUGHT_BEFORE")]
+    assert all(0 < score <= 1 for _, score, _ in ranked)
+    assert [x for _, x, _ in ranked] == sorted((x for _, x, _ in ranked), reverse=True)
+    # At most half the list from the member's own items: the other half is new to them.
+    two = recommendation_policy.blend_items(s, ["M1", "C1"], [0.6, 0.3], stats, blend, 2)
+    assert [i for i, _, _ in two] == ["C1", "A1"]
+    # Only new items, and the trending ones fill the list.
+    explore = recommendation_policy.Blend(repeat_share=0.0, trending=0.1)
+    assert [i for i, _, _ in recommendation_policy.blend_items(s, [], [], stats, explore, 4)] == [
+        "C1", "D1", "E1"]
+
+
+def test_an_item_unknown_to_the_model_is_recommended_from_the_stream_alone():
+    s = MemberState("m1", 0)
+    _bought(s, "NEW", 0)
+    stats = _stats(["NEW", "NEWER"], ["NEW", "NEWER"], ["NEWER"])
+    ranked = recommendation_policy.blend_items(s, [], [], stats, recommendation_policy.Blend(repeat_share=0.0), 3)
+    assert [(i, why) for i, _, why in ranked] == [("NEWER", "BOUGHT_TOGETHER")]
+
+
+def test_business_filters_drop_recent_purchases_items_outside_the_catalogue_and_categories():
+    s = MemberState("m1", 0)
+    _bought(s, "A1", 0)
+    _bought(s, "B1", 20)
+    stats = _stats(["A1", "B1", "C1", "D2", "X1"], ["A1", "B1", "C1", "D2"])
+    base = recommendation_policy.Blend(repeat_share=1.0)
+    items = lambda blend: [i for i, _, _ in recommendation_policy.blend_items(s, [], [], stats, blend, 10)]
+    assert set(items(base)) == {"A1", "B1", "C1", "D2", "X1"}
+    # B1 was bought 0 days before the newest event, A1 20 days before: a 7-day window drops B1 only.
+    assert set(items(replace(base, exclude_bought_within_days=7))) == {"A1", "C1", "D2", "X1"}
+    assert set(items(replace(base, catalogue=frozenset({"A1", "C1"})))) == {"A1", "C1"}
+    # Categories are the items' first letters here (_stats): "D" and "X" are other categories.
+    assert set(items(replace(base, exclude_categories=frozenset({"D"})))) == {"A1", "B1", "C1", "X1"}
+    assert set(items(replace(base, include_categories=frozenset({"D", "X"})))) == {"D2", "X1"}
+
+
+def test_cold_start_is_a_member_with_fewer_events_than_configured():
+    s = MemberState("m1", 0)
+    blend = recommendation_policy.Blend(cold_start_events=3)
+    for day in range(3):
+        assert recommendation_policy.cold(s, blend)
+        _bought(s, "A1", day)
+    assert not recommendation_policy.cold(s, blend)
 
 
 def test_anomalies_order_burst_and_spend_spike():

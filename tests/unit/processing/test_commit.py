@@ -68,6 +68,10 @@ def test_a_commit_waits_for_the_batches_in_flight_and_takes_their_states():
         assert scorer.requests == [1] and w.decisions.waiting == 1  # a's checkpoint row, in flight
         assert sender.messages() == [] and not commit.done()
         scorer.release(0)
+        await settle()
+        # Then the alert's explanation (one variant: a's silence), in flight as well.
+        assert scorer.requests == [1, 1] and not commit.done()
+        scorer.release(1)
         await commit
 
     run(go())

@@ -28,8 +28,14 @@ def test_decisions_go_out_in_event_order_across_batches_in_flight():
         assert scorer.requests == [1, 2]  # a's row; then a's 14-day and b's 7-day rows
         scorer.release(1)                 # batch 2's scores come first ...
         await settle()
+        assert scorer.requests == [1, 2, 2]  # then the factors of the alerts its rows may send
+        scorer.release(2)
+        await settle()
         assert alerts() == []             # ... and wait for batch 1's decision
         scorer.release(0)
+        await settle()
+        assert scorer.requests == [1, 2, 2, 1]
+        scorer.release(3)
         await w.decisions.drained()
 
     run(go())
@@ -69,7 +75,8 @@ def test_a_batch_whose_checkpoints_cannot_be_scored_is_held_until_triton_answers
         await w.decisions.drained()
 
     run(go())
-    assert scorer.calls == len(failures) + 1 and _alerts(sender) == _alerts(clean_sender) != []
+    # The failures, the answer, then the alert's factors.
+    assert scorer.calls == len(failures) + 2 and _alerts(sender) == _alerts(clean_sender) != []
     assert w.processor.totals["scoring_failures"] == len(failures)
     assert not w.decisions.held and w.commit.inputs == {0: 2}
     health = w.health(True)

@@ -33,7 +33,7 @@ def test_another_batching_and_no_churn_at_checkpoints_decide_the_same():
     assert other.segments == d.segments
     sent = {t: d.ids(t) for t in (topics.CHURN_ALERTS, topics.SEGMENTS, topics.ANOMALIES, topics.DEAD_LETTER)}
     assert {t: len(set(ids)) for t, ids in sent.items()} == {t: len(ids) for t, ids in sent.items()} == {
-        topics.CHURN_ALERTS: 6, topics.SEGMENTS: 59, topics.ANOMALIES: 5, topics.DEAD_LETTER: 22}
+        topics.CHURN_ALERTS: 6, topics.SEGMENTS: 53, topics.ANOMALIES: 5, topics.DEAD_LETTER: 22}
     assert {t: set(other.ids(t)) for t in sent} == {t: set(ids) for t, ids in sent.items()}
     assert final(other) == final(d) and len(final(d)) == 20
     assert other.states == d.states

@@ -11,10 +11,10 @@ from stream.processing.processor import MemberProcessor
 from stream.processing.records import Record
 from stream.settings import Settings
 
-from tests.fixtures.expected import UnavailableScorer, excerpt_lines, replay_records
+from tests.fixtures.expected import PER_MEMBER_RECOMMENDATIONS, UnavailableScorer, excerpt_lines, replay_records
 from tests.fixtures.fakes import ConstantScorer, SequenceScorer
 
-SETTINGS = Settings(_env_file=None)
+SETTINGS = Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS)
 BATCH = 50
 ID_FIELD = {topics.CHURN_ALERTS: "alert_id", topics.RECOMMENDATIONS: "update_id",
             topics.SEGMENTS: "change_id", topics.ANOMALIES: "anomaly_id"}
@@ -67,11 +67,11 @@ def test_ids_sent_again_after_a_crash_are_the_clean_runs_and_name_the_same_messa
         return {t: len([1 for topic, _, _ in sent if topic == t]) for t in (*ID_FIELD, topics.DEAD_LETTER)}
 
     # Every message of the clean run has an id of its own.
-    assert counts(clean) == {topics.CHURN_ALERTS: 45, topics.RECOMMENDATIONS: 68, topics.SEGMENTS: 122,
+    assert counts(clean) == {topics.CHURN_ALERTS: 45, topics.RECOMMENDATIONS: 68, topics.SEGMENTS: 117,
                              topics.ANOMALIES: 5, topics.DEAD_LETTER: 22}
     assert len({(t, i) for t, i, _ in clean}) == len(clean)
     # The crashed run sent some of them twice...
-    assert counts(crashed) == {topics.CHURN_ALERTS: 57, topics.RECOMMENDATIONS: 86, topics.SEGMENTS: 153,
+    assert counts(crashed) == {topics.CHURN_ALERTS: 57, topics.RECOMMENDATIONS: 86, topics.SEGMENTS: 147,
                                topics.ANOMALIES: 6, topics.DEAD_LETTER: 28}
     # ...each time with the id and content the clean run sent it with.
     expected = {(t, i): m for t, i, m in clean}

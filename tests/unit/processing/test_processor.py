@@ -3,6 +3,7 @@ model computed in-process (models/serving.predict) in place of Triton."""
 import asyncio
 
 import numpy as np
+import pytest
 import orjson
 
 from stream.contract import topics
@@ -12,7 +13,8 @@ from stream.scoring.scores import ScoringUnavailable
 from stream.settings import Settings
 from stream.tools.replay import _key_and_time
 
-from tests.fixtures.fakes import FlakyScorer
+from tests.fixtures.expected import PER_MEMBER_RECOMMENDATIONS
+from tests.fixtures.fakes import ConstantScorer, FlakyScorer
 from tests.fixtures.model import InProcessScorer
 from tests.fixtures.paths import EXCERPT
 
@@ -34,7 +36,7 @@ def run(coro):
 
 def test_members_are_scored_once_per_request_however_many_events_they_sent():
     async def go():
-        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, InProcessScorer())
         batch = [("a", i, item) for i, item in enumerate(["85123A", "71053", "84406B", "22752", "21730"])]
         result = await proc.process(records(batch + [("b", 9, "22633")]))
         assert result.counts["events"] == 6 and set(result.changed) == {"a", "b"}
@@ -52,7 +54,7 @@ def test_members_are_scored_once_per_request_however_many_events_they_sent():
 def test_a_member_that_moved_on_during_its_request_is_not_published_stale():
     async def go():
         scorer = InProcessScorer()
-        proc = MemberProcessor(Settings(_env_file=None), {}, scorer)
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, scorer)
         await proc.process(records([("a", 1, "85123A"), ("b", 2, "71053")]))
         scorer.gate.clear()
         in_flight = asyncio.ensure_future(proc.score_pending(max_rows=1024))
@@ -73,7 +75,7 @@ def test_a_checkpoint_row_of_a_pending_member_also_answers_its_scoring():
     the checkpoint's row, a's newest sequence, also publishes a's recommendation
     update (the items do not depend on the silence), and a is not scored again."""
     async def go(failing: bool):
-        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, InProcessScorer())
         eight_days = 8 * 24 * 60  # records() puts event i at i minutes
         if failing:
             proc.scorer.score = _unavailable
@@ -81,7 +83,7 @@ def test_a_checkpoint_row_of_a_pending_member_also_answers_its_scoring():
         return proc, result
 
     async def reference():
-        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, InProcessScorer())
         await proc.process(records([("a", 0, "85123A")]))
         return [orjson.loads(o.value) for o in (await proc.score_pending(max_rows=1024)).outputs]
 
@@ -110,10 +112,10 @@ async def _unavailable(rows):
 def test_pending_members_survive_a_restart_through_the_table():
     async def go():
         store = {}
-        proc = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), store, InProcessScorer())
         result = await proc.process(records([("a", 1, "85123A")]))
         store.update({m.encode(): s.to_bytes() for m, s in result.changed.items()})
-        restarted = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+        restarted = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), store, InProcessScorer())
         await restarted.process(records([("b", 2, "71053")], start=1))  # first batch after recovery
         assert list(restarted.pending) == ["a", "b"]
     run(go())
@@ -122,7 +124,7 @@ def test_pending_members_survive_a_restart_through_the_table():
 def test_a_redelivery_longer_than_the_hash_window_is_dropped_by_offset():
     """After a rebalance a member's records may come again, more than 50 of them."""
     async def go():
-        proc = MemberProcessor(Settings(_env_file=None), {}, InProcessScorer())
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, InProcessScorer())
         first = records([("a", i, "85123A") for i in range(80)])
         await proc.process(first)
         again = await proc.process(first)  # the same 80 records, same offsets
@@ -139,7 +141,7 @@ def test_checkpoints_of_members_scored_since_their_last_event_need_no_request():
     checkpoints are decided without requests of their own, and decide the same alerts
     and segment changes as scoring each checkpoint."""
     lines = [line for line in EXCERPT.read_bytes().splitlines() if line.strip()]
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS)
 
     async def go(scorer):
         proc = MemberProcessor(settings, {}, scorer)
@@ -167,7 +169,8 @@ def same_outputs(a, b) -> bool:
     """Equal outputs, the recommended items' scores to 1e-5: a request of other rows
     computes them in other batch shapes (in-process batches differ in the last bits)."""
     def scores(out):
-        return [[i.pop("score") for i in d["items"]] if t == topics.RECOMMENDATIONS else [] for t, _, d in out]
+        return [[i.pop("score") for i in d["items"]] if t == topics.RECOMMENDATIONS
+                else [f.pop("contribution") for f in d.get("factors", ())] for t, _, d in out]
 
     a, b = ([(t, k, orjson.loads(orjson.dumps(d))) for t, k, d in out] for out in (a, b))  # copies
     sa, sb = scores(a), scores(b)
@@ -179,7 +182,7 @@ def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_goes_on
     key): that member's event goes to the dead-letter topic with the error, the others
     of the batch are applied."""
     store = {b"broken": b"\x01not a member state"}
-    proc = MemberProcessor(Settings(_env_file=None), store, InProcessScorer())
+    proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), store, InProcessScorer())
     batch = records([("a", 0, "85123A"), ("broken", 1, "71053"), ("b", 2, "84406B")])
     result = run(proc.process(batch))
     dead = [o for o in result.outputs if o.topic == topics.DEAD_LETTER]
@@ -193,10 +196,11 @@ def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_goes_on
 
 def test_members_served_fallbacks_stay_pending_and_get_the_model_after_an_outage():
     """Any failure (refused, a timeout, an answer of the wrong shape, a bug) answers
-    popular items and keeps the member pending; the next scoring after the backoff
-    answers the model's items."""
+    a list without the model (the member's own items) and keeps the member pending; the
+    next scoring after the backoff answers the model's items (after the member's own:
+    half the list may be those)."""
     failures = [ConnectionRefusedError("refused"), asyncio.TimeoutError(), "short", KeyError("TOP_ITEMS")]
-    settings = Settings(_env_file=None, scoring_retry_base_s=0.01)
+    settings = Settings(_env_file=None, scoring_retry_base_s=0.01, **PER_MEMBER_RECOMMENDATIONS)
 
     async def go():
         scorer = FlakyScorer(failures, items=("m1", "m2"))
@@ -217,5 +221,61 @@ def test_members_served_fallbacks_stay_pending_and_get_the_model_after_an_outage
     proc, updates = run(go())
     # One fallback update each (the same fallback is not sent again), then the model's.
     assert [(u["member_id"], u["fallback"]) for u in updates] == [("a", True), ("b", True), ("a", False), ("b", False)]
-    assert [i["item_id"] for i in updates[-1]["items"]] == ["m1", "m2"]
+    assert [i["item_id"] for i in updates[-1]["items"]] == ["71053", "m1", "m2"]
+    assert [i["reason"] for i in updates[-1]["items"]] == ["BOUGHT_BEFORE", "SEQUENCE_MODEL", "SEQUENCE_MODEL"]
     assert not proc.pending and proc.breaker.state == "closed" and not proc.cache["b"].recommendations_fallback
+
+
+class SilenceScorer(ConstantScorer):
+    """Churn grows with the silence alone (1 at 30 days): every alert's top factor is it."""
+
+    async def score(self, rows):
+        scores = await super().score(rows)
+        scores.churn = np.array([min(1.0, r.silence_s / (30 * 86400.0)) for r in rows], np.float32)
+        return scores
+
+
+def _silent_member_then_time_passes():
+    """Member a buys three times, then member b's events move event time 31 days on."""
+    day = 24 * 60  # records() counts minutes
+    return records([("a", 0, "85123A"), ("a", 1, "71053"), ("a", 2, "84406B")]
+                   + [("b", d * day, "22633") for d in range(1, 32)])
+
+
+def test_a_churn_alert_carries_the_top_factors_behind_the_score():
+    async def go(scorer):
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, scorer)
+        result = await proc.process(_silent_member_then_time_passes())
+        return [orjson.loads(o.value) for o in result.outputs if o.topic == topics.CHURN_ALERTS], result, scorer
+    alerts, _, scorer = run(go(SilenceScorer()))
+    [alert] = [a for a in alerts if a["member_id"] == "a"]
+    assert alert["reasons"][0]["code"] == "INACTIVE_21D" and alert["churn_probability"] == 0.7
+    assert alert["factors"][0]["code"] == "MODEL_SILENCE"
+    assert alert["factors"][0]["contribution"] == pytest.approx(0.7, abs=1e-4)
+    assert "21 days of silence" in alert["factors"][0]["text"]
+    # The checkpoint rows, then one request of the alerts' occlusion variants.
+    assert len(scorer.requests) == 2
+    # With the shipped model: the factors are what occluding each part changes.
+    alerts, _, _ = run(go(InProcessScorer()))
+    for a in alerts:
+        assert all(f["contribution"] >= 0.01 for f in a["factors"]) and len(a["factors"]) <= 3
+        assert [f["contribution"] for f in a["factors"]] == sorted((f["contribution"] for f in a["factors"]),
+                                                                   reverse=True)
+
+
+def test_an_alert_whose_factors_cannot_be_scored_goes_out_without_them():
+    class FailsSecond(SilenceScorer):
+        async def score(self, rows):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 2:
+                raise ScoringUnavailable("triton went away")
+            return await super().score(rows)
+
+    async def go():
+        proc = MemberProcessor(Settings(_env_file=None, **PER_MEMBER_RECOMMENDATIONS), {}, FailsSecond())
+        return await proc.process(_silent_member_then_time_passes())
+    result = run(go())
+    [alert] = [orjson.loads(o.value) for o in result.outputs
+               if o.topic == topics.CHURN_ALERTS and o.key == b"a"]
+    assert alert["factors"] == [] and alert["reasons"][0]["code"] == "INACTIVE_21D"
+    assert result.counts["explanations_unavailable"] >= 1
