@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test unit integration reliability demo model evaluate schemas bench bench-gpu bench-serving profile clean
+.PHONY: system venv test unit integration reliability demo model evaluate schemas bench bench-gpu bench-serving profile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests drive: headless Chromium for the dashboard, kcat for the
+# contract through a client no one here wrote, docker-compose to validate the compose
+# file. Installed when missing (as root).
+SYSTEM_PACKAGES := chromium chromium-driver kcat docker-compose
+system:
+	@missing=""; for p in /usr/bin/chromium /usr/bin/chromedriver /usr/bin/kcat /usr/bin/docker-compose; do test -x $$p || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; \
+	  else echo "not root: install $(SYSTEM_PACKAGES) with apt, or their tests are skipped"; fi; fi
+
+test: $(STAMP) system
 	$(BIN)/python -m pytest -q -rs
 
 unit: $(STAMP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     web_url: str | None = None
     state_dir: Path = STATE_DIR
     log_level: str = "warning"
+    # "text" (Faust's lines) or "json": one JSON object per line (stream/log_limit.py).
+    log_format: Literal["text", "json"] = "text"
     # The worker's event loops on uvloop (docs/broker.md: +10-19 % for a Faust agent).
     uvloop: bool = True
     # Allocations between young-generation garbage collections in the worker (Python's

@@ -54,3 +54,33 @@ WATERMARK = f"{PREFIX}watermark_seconds"          # label partition: its event-t
 TRITON_CIRCUIT = f"{PREFIX}triton_circuit"
 TRITON_CIRCUIT_OPENINGS = counter("triton_circuit_openings")
 HELD_BATCHES = f"{PREFIX}batches_held"            # batches waiting for their checkpoint scores
+HEALTH = f"{PREFIX}health"                        # label status (ok, degraded, starting): 1 for /health's
+
+# Labelled counters (stream/worker/telemetry.py).
+INPUT_EVENTS = counter("input_events")    # labels type (event type, "unknown"), outcome (applied, duplicate, dead_lettered)
+DEAD_LETTERS = counter("dead_letters")    # label reason: the dead letter's code (docs/DESIGN.md section 4)
+OUTPUTS = counter("outputs")              # label topic: output messages handed to the producer
+TRITON_REQUEST_ERRORS = counter("triton_request_errors")  # label kind: the exception's class
+
+# Histograms (`_bucket`, `_sum` and `_count` follow).
+INPUT_BATCH_RECORDS = f"{PREFIX}input_batch_records"          # input records per agent batch
+TRITON_REQUEST_ROWS = f"{PREFIX}triton_request_rows"          # model rows per Triton request
+TRITON_REQUEST_SECONDS = f"{PREFIX}triton_request_duration_seconds"  # label outcome: ok, error
+
+# Lag gauges.
+EVENT_TIME_LAG = f"{PREFIX}event_time_lag_seconds"  # label partition: wall clock minus its watermark
+CONSUMER_LAG = f"{PREFIX}consumer_lag_records"      # labels topic, partition: high watermark minus next offset
+
+# Help lines of the processing core's counts.
+COUNT_HELP = {
+    "events": "Events applied to member states",
+    "dead_lettered": "Input records sent to the dead-letter topic",
+    "duplicates": "Input records dropped as duplicates",
+    "alerts": "Churn alerts decided",
+    "recommendation_updates": "Recommendation updates decided",
+    "segment_changes": "Lifecycle or tier changes decided",
+    "anomalies": "Anomalies decided",
+    "scoring_failures": "Triton requests that failed or were refused by an open circuit",
+    "scored_rows": "Model rows scored",
+    "late_events": "Events older than their partition's watermark less the allowed lateness",
+}

@@ -60,7 +60,8 @@ class Intake:
             if gap > 0:
                 missing = await self.refetcher.fetch(p, expected, m.offset)
                 log.warning("partition %d: %d input records skipped before offset %d, read directly",
-                            p, len(missing), m.offset)
+                            p, len(missing), m.offset,
+                            extra={"partition": p, "offset": m.offset, "count": len(missing)})
                 totals["gap_filled"] += len(missing)
                 taken += missing
             taken.append(m)

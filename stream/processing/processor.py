@@ -33,10 +33,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import MutableMapping, Optional
 
-import orjson
 
 from stream.contract import topics
-from stream.domain.dead_letter import dead_letter_headers
 from stream.domain import member_value
 from stream.domain.inactivity import InactivitySchedule
 from stream.domain.member_state import MemberState, apply_event, event_hash, model_inputs
@@ -45,6 +43,7 @@ from stream.domain.policies import anomaly_policy, churn_policy, recommendation_
 from stream.processing.checkpoints import Check, explain_checks, snapshot, to_explain
 from stream.processing.pending import PendingScoring
 from stream.processing.recommender import Recommender
+from stream.processing.outputs import INPUT, NoTelemetry, _anomaly, _dead_letter, _json
 from stream.processing.records import BatchResult, Outgoing, Record
 from stream.processing.recovery import recover_partition
 from stream.scoring.breaker import Breaker
@@ -76,26 +75,8 @@ class Prepared:
     explain: int = 0  # checkpoints whose churn was known and may alert: explained all the same
 
 
-def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected) -> None:
-    """The record to the dead-letter topic: its bytes untouched, headers naming why."""
-    headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value)
-    out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value, headers))
-    out.counts["dead_lettered"] += 1
-
-
-def _anomaly(out: BatchResult, anomaly) -> None:
-    if anomaly is not None:
-        out.outputs.append(Outgoing(topics.ANOMALIES, anomaly.member_id.encode(), _json(anomaly)))
-        out.counts["anomalies"] += 1
-
-
-def _json(message) -> bytes:
-    """An output message: a dict already in contract form, or a pydantic model."""
-    return orjson.dumps(message if isinstance(message, dict) else message.model_dump(mode="json"))
-
-
 class MemberProcessor:
-    def __init__(self, settings: Settings, store: MutableMapping[bytes, bytes], scorer):
+    def __init__(self, settings: Settings, store: MutableMapping[bytes, bytes], scorer, telemetry=None):
         self.s = settings
         self.store = store
         self.scorer = scorer
@@ -107,6 +88,7 @@ class MemberProcessor:
         self.anomaly_rules = anomaly_policy.Rules.of(settings)
         self.order_spend = anomaly_policy.OrderSpend()
         self.totals: Counter = Counter()
+        self.telemetry = telemetry or NoTelemetry()
         self.pending = PendingScoring()
         self.breaker = Breaker("triton scoring", settings.scoring_retry_base_s, settings.scoring_retry_max_s)
         # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
@@ -165,6 +147,7 @@ class MemberProcessor:
         touched: dict[str, MemberState] = {}
         explain = 0
         L = self.s.sequence_length
+        self.telemetry.batch(len(records))
         for rec in records:
             event = parse_record(rec.value, rec.key, self.s.max_event_bytes)
             if isinstance(event, Rejected):
@@ -181,6 +164,7 @@ class MemberProcessor:
                     # length (states committed ahead of the input cursor by a crash). A
                     # recreated topic, whose offsets start again, brings newer event times.
                     out.counts["duplicates"] += 1
+                    out.counts[(INPUT, event.type, "duplicate")] += 1
                     continue
                 late = self.schedule.is_late(rec.partition, event.ts)
                 out.counts["late_events"] += late
@@ -234,10 +218,11 @@ class MemberProcessor:
                 if not backdated:
                     _anomaly(out, anomaly_policy.on_event(state, event.item_id, event.event_id, rules))
                 out.counts["events"] += 1
+                out.counts[(INPUT, event.type, "applied")] += 1
             except Exception as exc:  # noqa: BLE001 (a bug, or a stored state it cannot read)
                 # Kept with the error, not lost; the rest of the batch goes on. What the
                 # record changed before it failed stays (docs/DESIGN.md section 8).
-                _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"))
+                _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"), event.type)
                 out.counts["processing_failures"] += 1
         return Prepared(out, steps, rows, touched, explain)
 
@@ -326,6 +311,7 @@ class MemberProcessor:
         the task that asked."""
         if not rows or not self.breaker.allow():
             return None
+        t = time.monotonic()
         try:
             scores = await self.scorer.score(rows)
             check_answer(scores, len(rows))
@@ -333,9 +319,11 @@ class MemberProcessor:
             self.breaker.abandoned()
             raise
         except Exception as exc:  # noqa: BLE001 (every failure is an unavailable scorer)
+            self.telemetry.scoring_request(len(rows), time.monotonic() - t, type(exc).__name__)
             out.counts["scoring_failures"] += 1
             self.breaker.failed(f"{type(exc).__name__}: {exc}"[:300])
             return None
+        self.telemetry.scoring_request(len(rows), time.monotonic() - t, None)
         self.breaker.succeeded()
         out.counts["scored_rows"] += len(rows)
         return scores

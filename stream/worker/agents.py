@@ -26,7 +26,7 @@ import faust
 
 from stream.contract import topics
 from stream.kafka.admin import ensure_topics
-from stream.log_limit import limit_root_handlers
+from stream.log_limit import json_root_handlers, limit_root_handlers
 from stream.worker.stall_watcher import StallWatcher
 from stream.worker.worker import Worker
 
@@ -78,6 +78,8 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
     @app.task
     async def watching() -> None:
         limit_root_handlers()  # Faust has set up logging by now
+        if s.log_format == "json":
+            json_root_handlers()
         # A task of the loop, not of the app: it must outlive a crashed app.
         worker.watchdog_task = asyncio.get_running_loop().create_task(worker.watchdog.run())
 

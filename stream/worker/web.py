@@ -1,35 +1,56 @@
-"""The worker's HTTP interface: /health, /metrics, /members/{member_id}[?at=RFC 3339]."""
+"""The worker's HTTP interface: /health, /metrics, /members/{member_id}[?at=RFC 3339],
+and the live dashboard: /dashboard, its data and its assets (stream/worker/dashboard.py)."""
 from __future__ import annotations
+
+import time
 
 import faust
 
-from stream.contract import metrics as names
+from faust.types import TP
+
 from stream.contract.schemas import EVENT_TIMES
 from stream.domain.event_time import rfc3339
 from stream.domain.member_value import contract_value, inputs_of
 from stream.processing.assess import assess
-from stream.scoring.breaker import STATE_VALUES
+from stream.worker.dashboard import Snapshot, asset
 from stream.worker.stall_watcher import StallWatcher
+from stream.worker.telemetry import CONTENT_TYPE, WorkerCollector
 from stream.worker.worker import Worker
 
 
 def register(app: faust.App, worker: Worker, members: faust.Table, watcher: StallWatcher) -> None:
     processor, batcher = worker.processor, worker.batcher
 
+    def assigned() -> list[int]:
+        return sorted(watcher.owned()) if app.consumer else []
+
+    def current_health():
+        ready = (bool(assigned()) and app.tables.recovery.completed.is_set() and not app.rebalancing
+                 and (not worker.settings.frames or batcher.joined.is_set()))
+        return worker.health(ready)
+
+    def highwater(partition: int):
+        if not app.consumer:
+            return None
+        try:
+            return app.consumer.highwater(TP(worker.input_topic, partition))
+        except Exception:  # noqa: BLE001 (not assigned any more, or no fetch yet: unknown)
+            return None
+
+    worker.telemetry.registry.register(WorkerCollector(worker, current_health, highwater))
+
     @app.page("/health")
     async def health(web, request):
         """stream/worker/health.py: ok, degraded or starting, with the reasons."""
-        assigned = sorted(watcher.owned()) if app.consumer else []
-        ready = (bool(assigned) and app.tables.recovery.completed.is_set() and not app.rebalancing
-                 and (not worker.settings.frames or batcher.joined.is_set()))
-        state = worker.health(ready)
+        state = current_health()
         return web.json({"status": state.status, "reasons": state.reasons,
-                         "model_version": worker.scorer.model_version, "partitions": assigned},
+                         "model_version": worker.scorer.model_version, "partitions": assigned()},
                         status=state.code)
 
     @app.page("/metrics")
     async def metrics(web, request):
-        return web.text(metrics_text(worker), content_type="text/plain; version=0.0.4")
+        """Prometheus' text format (stream/worker/telemetry.py)."""
+        return web.text(worker.telemetry.text().decode(), content_type=CONTENT_TYPE)
 
     @app.page("/members/{member_id}")
     @app.table_route(table=members, match_info="member_id")
@@ -49,13 +70,19 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             assessed = await assess(processor, state, now)
             if assessed is None:
                 return web.json({"error": f"scoring unavailable: {processor.breaker.reason}"}, status=503)
+        reasons = worker.feed.reasons(state.member_id)
+        at = state.churn_at if state.churn_at is not None and state.churn_at[0] == state.n_events else None
         return web.json({
             "member_id": state.member_id, "partition": state.partition,
             "events": state.n_events, "last_event_id": state.last_event_id,
             "last_event_time": rfc3339(state.last_ts), "purchase_visits": state.purchase_visits,
             "monetary": round(state.monetary, 2), "lifecycle_stage": state.stage, "tier": state.tier,
             "churn_probability": state.churn_probability, "open_alert": state.episode,
-            "recommendations": [{"item_id": i, "score": s} for i, s in state.recommendations],
+            # The model's churn for this sequence at each inactivity checkpoint's silence.
+            "churn_at_checkpoints": [] if at is None else [
+                {"days": d, "churn": round(c, 4)} for d, c in zip(processor.schedule.days, at[1])],
+            "recommendations": [{"item_id": i, "score": s, "reason": reasons.get(i)}
+                                for i, s in state.recommendations],
             "recommendations_fallback": state.recommendations_fallback,
             "scoring_pending": state.pending_score,
             "value": contract_value(processor.value_model, inputs_of(state), state.last_ts, now),
@@ -63,34 +90,33 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             **({} if assessed is None else {"assessed": assessed}),
         })
 
+    snapshot = Snapshot(lambda: list(processor.cache.values()))
 
-def metrics_text(worker: Worker) -> str:
-    """The worker's metrics in Prometheus' text format (names: stream/contract/metrics.py)."""
-    processor, batcher = worker.processor, worker.batcher
-    lines = []
-    for name in names.PROCESSOR_COUNTS:
-        metric = names.counter(name)
-        lines += [f"# TYPE {metric} counter", f"{metric} {processor.totals.get(name, 0)}"]
-    for metric, value in ((names.TRITON_REQUESTS, worker.scorer.requests),
-                          (names.BATCHED_RECORDS, batcher.records), (names.FRAMES, batcher.frames)):
-        lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
-    for name in names.PROCESSOR_TIMINGS:
-        total, count = processor.timings[name]
-        metric = names.seconds(name)
-        lines += [f"# TYPE {metric} summary", f"{metric}_sum {total:.6f}", f"{metric}_count {count}"]
-    lines.append(f"# TYPE {names.AGENT_WAIT} summary")
-    for reason, (total, count) in worker.waits.by_reason.items():
-        lines += [f'{names.AGENT_WAIT}_sum{{reason="{reason}"}} {total:.6f}',
-                  f'{names.AGENT_WAIT}_count{{reason="{reason}"}} {count}']
-    for metric, value in ((names.SCORING_BACKLOG, worker.scoring_backlog()),
-                          (names.CHANGELOG_BACKLOG, worker.backlog()), (names.MEMBERS, worker.members())):
-        lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
-    breaker = processor.breaker
-    lines.append(f"# TYPE {names.TRITON_CIRCUIT} gauge")
-    lines += [f'{names.TRITON_CIRCUIT}{{state="{state}"}} {int(breaker.state == state)}' for state in STATE_VALUES]
-    lines += [f"# TYPE {names.TRITON_CIRCUIT_OPENINGS} counter", f"{names.TRITON_CIRCUIT_OPENINGS} {breaker.openings}",
-              f"# TYPE {names.HELD_BATCHES} gauge", f"{names.HELD_BATCHES} {len(worker.decisions.held)}"]
-    lines.append(f"# TYPE {names.WATERMARK} gauge")
-    for partition, wm in sorted(processor.schedule.watermarks.items()):
-        lines.append(f'{names.WATERMARK}{{partition="{partition}"}} {wm / 1000:.3f}')
-    return "\n".join(lines) + "\n"
+    @app.page("/dashboard")
+    async def dashboard(web, request):
+        text, kind = asset("index.html")
+        return web.html(text)
+
+    @app.page("/dashboard/assets/{name}")
+    async def dashboard_asset(web, request, name: str):
+        try:
+            text, kind = asset(name)
+        except KeyError:
+            return web.json({"error": f"no asset {name}"}, status=404)
+        return web.text(text, content_type=kind)
+
+    @app.page("/dashboard/data")
+    async def dashboard_data(web, request):
+        """This worker's figures for the page: cumulative counts (the page derives rates),
+        the newest alerts and anomalies, and its members' stages, tiers and churn."""
+        totals = processor.totals
+        state = current_health()
+        return web.json({
+            "time": time.time(), "health": {"status": state.status, "reasons": state.reasons},
+            "model_version": worker.scorer.model_version, "members": worker.members(),
+            "totals": {**{k: totals.get(k, 0) for k in ("events", "dead_lettered", "duplicates", "alerts",
+                                                          "recommendation_updates", "segment_changes",
+                                                          "anomalies")},
+                       "outputs": worker.feed.outputs},
+            "alerts": list(worker.feed.alerts)[:20], "anomalies": list(worker.feed.anomalies)[:10],
+            "population": snapshot.get()})

@@ -31,7 +31,9 @@ from stream.processing.records import BatchResult
 from stream.processing.waits import Waits
 from stream.scoring.triton import TritonScorer
 from stream.settings import Settings
+from stream.worker.dashboard import Feed
 from stream.worker.health import Health, assess
+from stream.worker.telemetry import Telemetry
 from stream.worker.watchdog import Watchdog
 
 
@@ -53,7 +55,9 @@ class Worker:
         self.store = store
         self.scorer = scorer or TritonScorer(s.triton_url, s.triton_model, s.triton_timeout_s,
                                              s.triton_max_rows, s.inactivity_checkpoints_days)
-        self.processor = MemberProcessor(s, store, self.scorer)
+        self.telemetry = Telemetry()
+        self.feed = Feed()  # what the dashboard shows of the outputs
+        self.processor = MemberProcessor(s, store, self.scorer, self.telemetry)
         self.sender = sender or BatchSender(s.bootstrap_servers, s.producer_linger_s)
         self.batcher = Batcher(s.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(s.app_id),
                                f"{s.app_id}-batcher", frame_records=s.frame_max_events,
@@ -96,6 +100,8 @@ class Worker:
 
     async def publish(self, result: BatchResult) -> None:
         await self.commit.publish(result)
+        self.telemetry.published(result.outputs)
+        self.feed.published(result.outputs)
 
     async def take(self, messages) -> None:
         """One batch of input messages from Faust, applied in order (the agent's body)."""

@@ -62,15 +62,15 @@ class Cluster:
         stats = asyncio.run(replay(Path("-"), self.broker.bootstrap, self.partitions, rate=rate, lines=lines))
         return stats.sent
 
-    def send(self, records: list[tuple[bytes | None, bytes]]) -> int:
-        """(key, value) records to shop.events as given, in order (the replay keys by
-        member id; this does not)."""
+    def send(self, records: list[tuple[bytes | None, bytes]], topic: str = topics.SHOP_EVENTS) -> int:
+        """(key, value) records to `topic` (shop.events) as given, in order (the replay keys
+        by member id; this does not)."""
         async def run():
             await ensure_topics(self.broker.bootstrap, self.partitions, names=topics.ALL)
             producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all")
             await producer.start()
             try:
-                sent = [await producer.send(topics.SHOP_EVENTS, value, key=key) for key, value in records]
+                sent = [await producer.send(topic, value, key=key) for key, value in records]
                 await asyncio.gather(*sent)
             finally:
                 await producer.stop()

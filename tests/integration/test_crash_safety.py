@@ -117,8 +117,11 @@ def _comparable(state: dict) -> dict:
     checkpoint that came due in the batch of a newer event writes its older silence's
     probability over the newer scoring when that scoring returned first; seen: 0.2239 in
     one clean run where the member's newest sequence scores 0.3833), so it is only
-    required to be there."""
+    required to be there. Likewise the churn at each checkpoint, known only once the
+    member's newest sequence was scored, and the items' reasons, which the dashboard's
+    feed of this worker run holds."""
     out = dict(state)
+    out.pop("churn_at_checkpoints")
     out["recommendations"] = [r["item_id"] for r in state["recommendations"]]
     assert isinstance(out.pop("churn_probability"), float), state
     return out

@@ -213,7 +213,7 @@ def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byt
     """Both are built as dicts (the hot path): the same JSON as the pydantic models."""
     import orjson
 
-    from stream.processing.processor import _json
+    from stream.processing.outputs import _json
     from stream.contract.schemas import RecommendationUpdate, SegmentChange
 
     s = member()
