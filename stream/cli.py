@@ -121,18 +121,21 @@ def tail(topic: str = typer.Argument(..., help="e.g. crm.churn-alerts"),
          from_beginning: bool = typer.Option(False, "--from-beginning"),
          count: Optional[int] = typer.Option(None, min=1, help="stop after N messages"),
          idle: Optional[float] = typer.Option(None, min=0, help="stop after SECONDS without one"),
-         envelope: bool = typer.Option(False, help="wrap with topic, partition, offset, key, headers")) -> None:
-    """Print a topic's messages, one JSON object per line, flushed as they arrive."""
+         json_lines: bool = typer.Option(False, "--json", help="print the raw messages, one JSON object per line"),
+         envelope: bool = typer.Option(False, help="with --json: wrap with topic, partition, offset, key, headers")) -> None:
+    """Print a topic's messages as they arrive: one readable line each, or with --json
+    the messages themselves as JSON lines; flushed per line."""
     import orjson
 
-    from stream.tools.tail import as_json, messages
+    from stream.tools.tail import as_json, messages, pretty
 
     _quiet_kafka_client()
     settings = Settings()
 
     async def run() -> None:
         async for msg in messages(settings.bootstrap_servers, topic, from_beginning, count, idle):
-            sys.stdout.write(orjson.dumps(as_json(msg, envelope)).decode() + "\n")
+            line = orjson.dumps(as_json(msg, envelope)).decode() if json_lines or envelope else pretty(msg)
+            sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
     asyncio.run(run())
@@ -247,8 +250,10 @@ def schemas(out: Path = typer.Option(Path("schemas"))) -> None:
 
 
 @cli.command()
-def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: built from Online Retail)")) -> None:
-    """What `make demo` runs: the whole path on real parts, live, with a summary."""
+def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: built from Online Retail)"),
+         follow: bool = typer.Option(False, "--follow", help="keep the stack and the dashboard running "
+                                                            "after the summary, until Ctrl-C")) -> None:
+    """What `make demo` runs: the whole path on real parts, live, with a summary and the story."""
     from stream.tools.demo import run_demo
 
     settings = Settings()
@@ -263,7 +268,7 @@ def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: 
             _make_log(log, 8)
     elif not log.is_file():
         raise CliError(f"log file not found: {log}")
-    run_demo(settings, log, say)
+    run_demo(settings, log, say, follow)
 
 
 def _make_log(out: Path, every: int) -> int:

@@ -76,3 +76,42 @@ async def messages(bootstrap: str, topic: str, from_beginning: bool = False,
                         return
     finally:
         await consumer.stop()
+
+
+def pretty(msg) -> str:
+    """One readable line: where the message sits, then what it says (by topic); a
+    value that is not a contract message is shown as its JSON."""
+    where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
+    value = as_json(msg, False)
+    try:
+        return f"{where}  {_summary(msg, value)}"
+    except (KeyError, TypeError, AttributeError):
+        return f"{where}  {orjson.dumps(value).decode()}"
+
+
+def _summary(msg, m: dict) -> str:
+    topic = msg.topic
+    if topic == "crm.churn-alerts":
+        v = m.get("value") or {}
+        return (f"ALERT {m['event_time'][:16]}  member {m['member_id']}  p={m['churn_probability']:.2f} "
+                f"{m['risk_level']}  {','.join(r['code'] for r in m['reasons'])}  "
+                f"P(alive) {_num(v.get('p_alive'))} spend90 {_num(v.get('expected_spend_90d'))}  -> {m['suggested_action']}")
+    if topic == "crm.recommendations":
+        items = " ".join(f"{i['item_id']}" for i in m["items"][:5])
+        return f"RECS  {m['event_time'][:16]}  member {m['member_id']}  {items}{' (fallback)' if m['fallback'] else ''}"
+    if topic == "crm.segments":
+        return (f"SEG   {m['event_time'][:16]}  member {m['member_id']}  {m['previous_lifecycle_stage']} -> "
+                f"{m['lifecycle_stage']}, tier {m['previous_tier']} -> {m['tier']}")
+    if topic == "crm.anomalies":
+        return (f"ANOM  {m['event_time'][:16]}  member {m['member_id']}  score {m['anomaly_score']:.2f}  "
+                f"{','.join(r['code'] for r in m['reasons'])}")
+    if topic == "shop.events.dlq":
+        headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or ())}
+        return f"DEAD  {headers.get('error', '?')}: {headers.get('error_detail', '')[:120]}"
+    if topic == "shop.events":
+        return f"EVENT {m['ts']}  member {m['member_id']}  {m['type']} {m['item_id']}"
+    return orjson.dumps(m).decode()
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

@@ -46,9 +46,18 @@ def test_up_then_replay_and_tail_from_another_terminal(tmp_path):
         dead = [orjson.loads(line) for line in tail.stdout.splitlines()]
         assert len(dead) == 22 and all(d["topic"] == "shop.events.dlq" for d in dead)
         assert sum(d["headers"]["error"] == "NOT_JSON" for d in dead) == 1
-        alerts = client("tail", "crm.churn-alerts", "--from-beginning", "--count", "6")
+        alerts = client("tail", "crm.churn-alerts", "--from-beginning", "--count", "6", "--json")
         assert sorted(orjson.loads(l)["member_id"] for l in alerts.stdout.splitlines()) == [
             "12707", "14162", "15326", "16587", "16781", "17848"]
+        # Readable by default: one line per alert, its place, member, probability and reasons.
+        shown = client("tail", "crm.churn-alerts", "--from-beginning", "--count", "6").stdout.splitlines()
+        by_member = {orjson.loads(l)["member_id"]: orjson.loads(l) for l in alerts.stdout.splitlines()}
+        assert len(shown) == 6
+        for text in shown:
+            member = re.search(r"member (\d+)", text).group(1)
+            a = by_member[member]
+            assert text.startswith("crm.churn-alerts[") and f"p={a['churn_probability']:.2f}" in text
+            assert ",".join(r["code"] for r in a["reasons"]) in text
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(60)
