@@ -98,3 +98,18 @@ def test_replay_refuses_a_file_that_is_not_json_lines_naming_its_first_bad_line(
     assert len(lines) == 1 and lines[0].startswith(f"memberstream: {log} is not JSON lines: line {line} is {why}"), \
         result.stderr
     assert lines[0].endswith("--as-is sends such lines unchecked, for the worker to dead-letter")
+
+
+def test_every_command_has_help_that_says_what_it_does():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from stream.cli import cli
+
+    commands = get_command(cli).commands
+    assert {"up", "worker", "replay", "tail", "train", "export", "evaluate", "evaluate-stream", "bench",
+            "demo", "make-log", "schemas"} <= set(commands)
+    for name, command in commands.items():
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+        assert command.help and len(command.help.split()) >= 4, name  # a sentence, not a stub
