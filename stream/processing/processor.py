@@ -33,7 +33,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import MutableMapping, Optional
 
-
 from stream.contract import topics
 from stream.domain import member_value
 from stream.domain.inactivity import InactivitySchedule

@@ -82,17 +82,17 @@ async def _run(settings: Settings, log: Path, stack, say, console: Console) -> t
     say(f"replaying {len(lines)} events from {log} as fast as possible ...")
     worker = stack.workers[0]
     with Live(story.live_view(counts, seen.alerts, 0, 0.0), console=console, refresh_per_second=4) as live:
-        replaying = asyncio.create_task(replay(log, bootstrap, settings.partitions, lines=lines))
-        while not replaying.done():
-            live.update(story.live_view(counts, seen.alerts, 0, time.monotonic() - t0))
-            await asyncio.sleep(0.25)
-        sent = await replaying
-        settled = asyncio.create_task(asyncio.to_thread(wait_until, lambda: worker.settled(sent.sent), 600,
-                                                        "worker to take every event", worker.process, 0.25))
-        while not settled.done():
-            live.update(story.live_view(counts, seen.alerts, sent.sent, time.monotonic() - t0))
-            await asyncio.sleep(0.25)
-        await settled
+        async def showing(work, sent: int):
+            """`work` awaited, the live view redrawn meanwhile."""
+            task = asyncio.ensure_future(work)
+            while not task.done():
+                live.update(story.live_view(counts, seen.alerts, sent, time.monotonic() - t0))
+                await asyncio.sleep(0.25)
+            return await task
+
+        sent = await showing(replay(log, bootstrap, settings.partitions, lines=lines), 0)
+        await showing(asyncio.to_thread(wait_until, lambda: worker.settled(sent.sent), 600,
+                                        "worker to take every event", worker.process, 0.25), sent.sent)
         m = worker.metrics()
         expected = {topics.CHURN_ALERTS: m[names.ALERTS],
                     topics.RECOMMENDATIONS: m[names.RECOMMENDATION_UPDATES],

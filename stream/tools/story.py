@@ -16,6 +16,7 @@ from rich.table import Table
 from stream.contract import topics
 from stream.contract.schemas import EVENT_TIMES
 from stream.domain.event_time import rfc3339
+from stream.tools.tail import number
 
 SHOWN_TOPICS = (topics.CHURN_ALERTS, topics.RECOMMENDATIONS, topics.SEGMENTS, topics.ANOMALIES,
                 topics.DEAD_LETTER)
@@ -55,13 +56,9 @@ def top_alerts(alerts: list[dict], n: int = 5) -> Table:
     for a in sorted(alerts, key=lambda a: (a["churn_probability"], a["event_time"]), reverse=True)[:n]:
         v = a.get("value") or {}
         table.add_row(a["member_id"], f"{a['churn_probability']:.2f}", a["risk_level"],
-                      ", ".join(r["code"] for r in a["reasons"]), _num(v.get("p_alive")),
-                      _num(v.get("expected_spend_90d")), a["suggested_action"])
+                      ", ".join(r["code"] for r in a["reasons"]), number(v.get("p_alive")),
+                      number(v.get("expected_spend_90d")), a["suggested_action"])
     return table
-
-
-def _num(x) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
 
 
 def purchases_of(lines: list[bytes]) -> dict[str, list[tuple[int, str]]]:

@@ -95,7 +95,7 @@ def _summary(msg, m: dict) -> str:
         v = m.get("value") or {}
         return (f"ALERT {m['event_time'][:16]}  member {m['member_id']}  p={m['churn_probability']:.2f} "
                 f"{m['risk_level']}  {','.join(r['code'] for r in m['reasons'])}  "
-                f"P(alive) {_num(v.get('p_alive'))} spend90 {_num(v.get('expected_spend_90d'))}  -> {m['suggested_action']}")
+                f"P(alive) {number(v.get('p_alive'))} spend90 {number(v.get('expected_spend_90d'))}  -> {m['suggested_action']}")
     if topic == "crm.recommendations":
         items = " ".join(f"{i['item_id']}" for i in m["items"][:5])
         return f"RECS  {m['event_time'][:16]}  member {m['member_id']}  {items}{' (fallback)' if m['fallback'] else ''}"
@@ -113,5 +113,6 @@ def _summary(msg, m: dict) -> str:
     return orjson.dumps(m).decode()
 
 
-def _num(x) -> str:
+def number(x) -> str:
+    """A figure of a message, two decimals; n/a when the message has none."""
     return "n/a" if x is None else f"{x:.2f}"
