@@ -96,6 +96,11 @@ class MemberState:
     def last_ts(self) -> int:
         return self.times[-1]
 
+    def known_churn_at(self) -> Optional[list[float]]:
+        """The churn at each checkpoint if scored with the current sequence, else None."""
+        known = self.churn_at
+        return known[1] if known is not None and known[0] == self.n_events else None
+
     def is_duplicate(self, event_id: str) -> bool:
         return event_hash(event_id) in self.hashes
 

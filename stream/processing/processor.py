@@ -174,9 +174,9 @@ class MemberProcessor:
                         continue
                     idx = self.schedule.catch_up(silent, entry)
                     due_ms, member = silent.last_ts + self.schedule.offsets_ms[idx], silent.member_id
-                    known = silent.churn_at
-                    if known is not None and known[0] == silent.n_events:
-                        churn = known[1][idx]
+                    known = silent.known_churn_at()
+                    if known is not None:
+                        churn = known[idx]
                         may_alert = silent.episode is None and churn >= self.s.churn_alert_threshold
                         steps.append(Check(silent, snapshot(silent), -1, self.schedule.days[idx], due_ms, idx,
                                            silent.n_events, churn, inputs=self._row(

@@ -71,7 +71,7 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             if assessed is None:
                 return web.json({"error": f"scoring unavailable: {processor.breaker.reason}"}, status=503)
         reasons = worker.feed.reasons(state.member_id)
-        at = state.churn_at if state.churn_at is not None and state.churn_at[0] == state.n_events else None
+        at = state.known_churn_at()
         return web.json({
             "member_id": state.member_id, "partition": state.partition,
             "events": state.n_events, "last_event_id": state.last_event_id,
@@ -80,7 +80,7 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             "churn_probability": state.churn_probability, "open_alert": state.episode,
             # The model's churn for this sequence at each inactivity checkpoint's silence.
             "churn_at_checkpoints": [] if at is None else [
-                {"days": d, "churn": round(c, 4)} for d, c in zip(processor.schedule.days, at[1])],
+                {"days": d, "churn": round(c, 4)} for d, c in zip(processor.schedule.days, at)],
             "recommendations": [{"item_id": i, "score": s, "reason": reasons.get(i)}
                                 for i, s in state.recommendations],
             "recommendations_fallback": state.recommendations_fallback,
