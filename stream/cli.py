@@ -102,14 +102,17 @@ def replay(file: Path = typer.Argument(..., help="JSON lines, one input event pe
                                          "included, before it counts as failed")) -> None:
     """Publish a recorded log to shop.events; every delivery is awaited, and any that
     failed makes the exit code 1."""
-    from stream.tools.replay import replay as run
+    from stream.tools.progress import counted
+    from stream.tools.replay import read_log, replay as run
 
     _quiet_kafka_client()
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise CliError("give at most one of --max, --speed, --rate")
     settings = Settings()
-    stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed,
-                            rate=rate, progress=lambda n: say(f"  {n} queued"), as_is=as_is, timeout_s=timeout))
+    lines = read_log(file, json_objects=not as_is)
+    with counted("queued", len(lines)) as advance:
+        stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed, rate=rate,
+                                progress=advance, lines=lines, as_is=as_is, timeout_s=timeout))
     if stats.failed:
         raise CliError(f"{stats.failed} of {stats.sent + stats.failed} events were not delivered to "
                        f"{settings.bootstrap_servers} ({stats.sent} were); first error: {stats.first_error}", 1)

@@ -31,11 +31,15 @@ from stream.kafka import framing
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 0.2
+LAG_INTERVAL_S = 1.0
+LAG_SLOTS = 1024  # partitions whose consumer lag the worker can read; beyond that it is not exported
+NO_LAG = -1       # the slot's partition is not this batcher's, or its lag is not known yet
 
 
 class Batcher:
     """One worker's batcher. `start` runs it in a child process of the worker;
-    `records`, `frames` and `joined` are shared with the worker (metrics, /health)."""
+    `records`, `frames`, `joined` and each partition's consumer lag (`lags`) are shared
+    with the worker (metrics, /health)."""
 
     def __init__(self, bootstrap: str, source: str, target: str, group: str, *,
                  frame_records: int = 1000, frame_bytes: int = 512 * 1024,
@@ -55,12 +59,14 @@ class Batcher:
         self._process_factory = ctx.Process
         # Written by the batcher's process only, read by the worker; `joined` is set once
         # the group gave the batcher its partitions (maybe none).
-        self._records, self._frames, self.joined = shared or (
-            ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False), ctx.Event())
+        self._records, self._frames, self.joined, self._lags = shared or (
+            ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False), ctx.Event(),
+            ctx.Array("q", [NO_LAG] * LAG_SLOTS, lock=False))
         self._consumer: Optional[AIOKafkaConsumer] = None
         self._producer: Optional[AIOKafkaProducer] = None
         self._delivered: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
+        self._lag_at = 0.0
         self._process = None
         self._stopping = False
 
@@ -72,6 +78,11 @@ class Batcher:
     def frames(self) -> int:
         return self._frames.value
 
+    def lags(self) -> dict[int, int]:
+        """partition -> records of `source` not yet framed there (its high watermark as last
+        fetched minus the batcher's position), for the partitions the batcher owns."""
+        return {partition: lag for partition, lag in enumerate(self._lags) if lag != NO_LAG}
+
     def start(self) -> None:
         """Run in a child process until `stop`. A process, not a thread of the worker: the
         hop's fetching, framing and sending then use a core of their own instead of the
@@ -79,8 +90,8 @@ class Batcher:
         the pipeline ran 13.0k -> 15.5k events/s in development runs)."""
         self._process = self._process_factory(
             target=_child, name="memberstream-batcher", daemon=True,
-            args=(self.config, self.uvloop, self.log_level, (self._records, self._frames, self.joined),
-                  os.getpid()))
+            args=(self.config, self.uvloop, self.log_level,
+                  (self._records, self._frames, self.joined, self._lags), os.getpid()))
         self._process.start()
 
     @property
@@ -126,6 +137,8 @@ class Batcher:
                     await self._forward(batch)
                 elif self._delivered:
                     await self._commit()
+                if time.monotonic() - self._lag_at >= LAG_INTERVAL_S:
+                    await self._measure_lag()
         finally:
             try:
                 await asyncio.shield(self._commit())
@@ -162,6 +175,18 @@ class Batcher:
             # from the last commit and the agent drops the duplicates.
             log.warning("batcher commit skipped after rebalance: %s", exc)
 
+    async def _measure_lag(self) -> None:
+        self._lag_at = time.monotonic()
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None or tp.partition >= LAG_SLOTS:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked meanwhile
+                continue
+            self._lags[tp.partition] = max(0, high - position)
+
     async def _close(self) -> None:
         for part in (self._consumer, self._producer):
             if part is not None:
@@ -177,6 +202,9 @@ class _Joined(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         self.batcher.joined.clear()
+        for tp in revoked:
+            if tp.partition < LAG_SLOTS:
+                self.batcher._lags[tp.partition] = NO_LAG
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.batcher.joined.set()

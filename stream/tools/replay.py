@@ -98,7 +98,7 @@ async def replay(path: Path, bootstrap: str, partitions: int, speed: Optional[fl
                 continue
             in_flight.add(future)
             future.add_done_callback(delivered)
-            if n % 5000 == 0:
+            if n % 500 == 0 or n == len(lines):
                 progress(n)
         await producer.flush()
         if in_flight:

@@ -10,8 +10,9 @@ of metric live in it:
   the processing core's counts (plain, by event type and outcome, dead
   letters by reason), durations, backlogs, members, the circuit and health
   state, each partition's watermark, its event-time lag (wall clock minus
-  watermark) and the agent's consumer lag (the input's high watermark minus
-  the agent's input cursor).
+  watermark), the agent's consumer lag (the input's high watermark minus
+  the agent's input cursor) and the batcher's on shop.events (its child
+  process shares them, stream/kafka/batcher.py).
 
 Names: stream/contract/metrics.py; base units, `_total` counters, and no
 member ids in any label.
@@ -155,4 +156,7 @@ class WorkerCollector:
             high = self.highwater(partition)
             if high is not None:
                 consumer.add_metric([w.input_topic, str(partition)], max(0, high - offset))
+        if w.input_topic != w.batcher.source:  # the batcher's own lag on shop.events
+            for partition, behind in sorted(w.batcher.lags().items()):
+                consumer.add_metric([w.batcher.source, str(partition)], behind)
         yield consumer

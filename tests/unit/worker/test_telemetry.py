@@ -79,3 +79,13 @@ def test_an_unknown_high_watermark_is_left_out():
     _, m = scrape(worker)
     assert not any(name == "memberstream_consumer_lag_records" for name, _ in m)
     assert m[("memberstream_health", (("status", "ok"),))] == 1
+
+
+def test_the_batchers_lag_on_shop_events_beside_the_agents_on_the_frames():
+    worker = fake_worker(frames=True)
+    worker.batcher._lags[1] = 7  # as the batcher's process writes it
+    worker.batcher._lags[3] = 0
+    _, m = scrape(worker)
+    lag = {labels: v for (name, labels), v in m.items() if name == "memberstream_consumer_lag_records"}
+    assert lag == {(("partition", "1"), ("topic", topics.SHOP_EVENTS)): 7,
+                   (("partition", "3"), ("topic", topics.SHOP_EVENTS)): 0}
