@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from stream.settings import STACK_ENV, Settings
+from stream.settings import STACK_ENV, BadSettings, Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Real-time member intelligence: shop events in, churn alerts and recommendations out.")
@@ -83,10 +83,14 @@ def worker() -> None:
 
     from stream.kafka.admin import ensure_topics
     from stream.processing.processor import tune_gc
+    from stream.worker.access import check_binding
     from stream.worker.app import build_app
 
     tune_gc(settings.gc_threshold)
-    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions))
+    refused = check_binding(settings.web_host, settings.api_token)  # before any connection
+    if refused is not None:
+        raise BadSettings(refused)
+    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions, security=settings.kafka_security))
     app, _ = build_app(settings)
     FaustWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
@@ -112,7 +116,8 @@ def replay(file: Path = typer.Argument(..., help="JSON lines, one input event pe
     lines = read_log(file, json_objects=not as_is)
     with counted("queued", len(lines)) as advance:
         stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed, rate=rate,
-                                progress=advance, lines=lines, as_is=as_is, timeout_s=timeout))
+                                progress=advance, lines=lines, as_is=as_is, timeout_s=timeout,
+                                security=settings.kafka_security))
     if stats.failed:
         raise CliError(f"{stats.failed} of {stats.sent + stats.failed} events were not delivered to "
                        f"{settings.bootstrap_servers} ({stats.sent} were); first error: {stats.first_error}", 1)
@@ -136,7 +141,8 @@ def tail(topic: str = typer.Argument(..., help="e.g. crm.churn-alerts"),
     settings = Settings()
 
     async def run() -> None:
-        async for msg in messages(settings.bootstrap_servers, topic, from_beginning, count, idle):
+        async for msg in messages(settings.bootstrap_servers, topic, from_beginning, count, idle,
+                                  security=settings.kafka_security):
             line = orjson.dumps(as_json(msg, envelope)).decode() if json_lines or envelope else pretty(msg)
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -253,6 +259,35 @@ def schemas(out: Path = typer.Option(Path("schemas"))) -> None:
 
 
 @cli.command()
+def reidentify(members: Path = typer.Option(..., help="the shop's member ids, one per line"),
+               pseudonyms: Optional[list[str]] = typer.Argument(None, help="pseudonyms (default: one per line on stdin)"),
+               keys: Optional[Path] = typer.Option(None, help="'KEY_ID KEY' per line, e.g. the keys before a "
+                                                   "rotation (default: MEMBERSTREAM_PSEUDONYMIZATION_KEY[_FILE])")) -> None:
+    """CRM side: print 'pseudonym member_id' for each pseudonym found among the member ids
+    under the keys; exit 1 if any was not found."""
+    from stream.domain.pseudonym import reidentify as run
+
+    settings = Settings()
+    if keys is not None:
+        pairs = [line.split() for line in keys.read_text().splitlines() if line.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise CliError(f"{keys}: each line must be 'KEY_ID KEY'")
+        known = dict(pairs)
+    elif settings.pseudonymization_key is not None:
+        known = {settings.pseudonymization_key_id: settings.pseudonymization_key.get_secret_value()}
+    else:
+        raise CliError("no key: set MEMBERSTREAM_PSEUDONYMIZATION_KEY (or _FILE), or give --keys")
+    wanted = pseudonyms or [line.strip() for line in sys.stdin if line.strip()]
+    found = run(wanted, (line.strip() for line in members.open() if line.strip()), known)
+    for p in wanted:
+        if p in found:
+            say(f"{p} {found[p]}")
+    if len(found) < len(set(wanted)):
+        raise CliError(f"{len(set(wanted)) - len(found)} of {len(set(wanted))} pseudonyms not found among "
+                       f"{members} under key ids {', '.join(sorted(known))}", 1)
+
+
+@cli.command()
 def demo(log: Optional[Path] = typer.Option(None, help="log to replay (default: built from Online Retail)"),
          follow: bool = typer.Option(False, "--follow", help="keep the stack and the dashboard running "
                                                             "after the summary, until Ctrl-C")) -> None:
@@ -283,10 +318,13 @@ def _make_log(out: Path, every: int) -> int:
 
 
 def _bad_settings(exc) -> str:
-    """pydantic's account of the Settings' bad values, as one line naming the variables."""
-    return "bad setting: " + "; ".join(
-        f"MEMBERSTREAM_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']} (got {e['input']!r})"
-        for e in exc.errors(include_url=False))
+    """pydantic's account of the Settings' bad values, as one line naming the variables;
+    a secret's value is never shown."""
+    def one(e) -> str:
+        name = str(e["loc"][0]) if e["loc"] else "?"
+        secret = any(word in name for word in ("password", "key", "token"))
+        return f"MEMBERSTREAM_{name.upper()}: {e['msg']}" + ("" if secret else f" (got {e['input']!r})")
+    return "bad setting: " + "; ".join(one(e) for e in exc.errors(include_url=False))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -322,6 +360,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if exc.title != "Settings":
             raise
         print(f"memberstream: {_bad_settings(exc)}", file=sys.stderr)
+        return 2
+    except BadSettings as exc:
+        print(f"memberstream: bad setting: {exc}", file=sys.stderr)
         return 2
     return 0
 

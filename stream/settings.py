@@ -11,11 +11,17 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR = Path(".memberstream")
 STACK_ENV = STATE_DIR / "stack.env"
+
+
+class BadSettings(Exception):
+    """Settings that do not fit together, or a secret's file that cannot be read. Not a
+    ValueError on purpose: pydantic would wrap it with every input value, the secrets
+    among them, into its message."""
 
 
 class Settings(BaseSettings):
@@ -29,6 +35,32 @@ class Settings(BaseSettings):
     triton_timeout_s: float = 5.0
     # True when the broker is the embedded Tansu: its workarounds apply (stream/kafka/broker.py).
     embedded_broker: bool = False
+    # How every Kafka client connects (stream/kafka/security.py, SECURITY.md): PLAINTEXT,
+    # SSL, SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    # Each secret may come from a file instead (`..._FILE`, e.g. a Docker secret).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to trust (default: the system's)")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    # Privacy (SECURITY.md). With a key, every member id is replaced by its keyed
+    # pseudonym (stream/domain/pseudonym.py) before anything is stored or emitted.
+    pseudonymization_key: SecretStr | None = None
+    pseudonymization_key_file: Path | None = None
+    pseudonymization_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    # The worker's HTTP API: with a token, every path but `api_open_paths` needs it
+    # (`Authorization: Bearer <token>`, or the dashboard's sign-in cookie). A worker
+    # whose web server binds anything but loopback refuses to start without one.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    api_open_paths: list[str] = ["/health", "/metrics"]
 
     # The Faust application
     app_id: str = "memberstream"
@@ -97,9 +129,10 @@ class Settings(BaseSettings):
     # (docs/RELIABILITY.md). 0: wait as long as the outage lasts.
     scoring_hold_s: float = Field(300.0, ge=0)
 
-    # Members
+    # Members, and the input limits (each breach is dead-lettered with its reason; the
+    # contract caps ids and other strings at 128 characters, schemas/shop.events).
     sequence_length: int = Field(50, ge=1, le=200, description="rolling events kept per member (model max_len)")
-    max_event_bytes: int = 16 * 1024
+    max_event_bytes: int = Field(16 * 1024, ge=256, le=1 << 20, description="largest event message")
 
     # Policies
     recommendations_k: int = Field(10, ge=1)
@@ -173,9 +206,48 @@ class Settings(BaseSettings):
             raise ValueError("checkpoint days must be at least 1")
         return sorted(set(days))
 
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> "Settings":
+        """`X_file` gives secret X from a file (its content, without the final newline)."""
+        for name in ("kafka_sasl_password", "kafka_ssl_key_password", "pseudonymization_key", "api_token"):
+            path = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            try:
+                text = Path(path).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise BadSettings(f"MEMBERSTREAM_{name.upper()}_FILE {path}: {exc.strerror or exc}") from None
+            if not text:
+                raise BadSettings(f"MEMBERSTREAM_{name.upper()}_FILE {path} is empty")
+            setattr(self, name, SecretStr(text))
+        if self.api_token is not None and len(self.api_token.get_secret_value()) < 16:
+            raise BadSettings("MEMBERSTREAM_API_TOKEN: at least 16 characters")
+        try:
+            self.kafka_security  # its own checks (SASL needs a user and a password, ...)
+            self.pseudonymizer()
+        except ValueError as exc:
+            raise BadSettings(str(exc)) from None
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         return self.broker_url.removeprefix("kafka://")
+
+    @property
+    def kafka_security(self):
+        from stream.kafka.security import KafkaSecurity
+
+        return KafkaSecurity(self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_sasl_username,
+                             self.kafka_sasl_password, self.kafka_ssl_cafile, self.kafka_ssl_certfile,
+                             self.kafka_ssl_keyfile, self.kafka_ssl_key_password, self.kafka_ssl_check_hostname)
+
+    def pseudonymizer(self):
+        """The member-id pseudonymizer, or None when no key is configured."""
+        from stream.domain.pseudonym import Pseudonymizer
+
+        if self.pseudonymization_key is None:
+            return None
+        return Pseudonymizer(self.pseudonymization_key.get_secret_value(), self.pseudonymization_key_id)
 
 
 def environment(**values: object) -> dict[str, str]:

@@ -76,11 +76,16 @@ def _train(events: list[MemberEvent], cutoff: float, end: float, repo: Path, say
     return export(checkpoint, repo)
 
 
-def _members_at(web_url: str, members: list[str], at: str) -> dict[str, dict]:
+def _members_at(web_url: str, members: list[str], at: str, settings: Settings) -> dict[str, dict]:
+    """Each member's state and scores at `at`, asked as the worker names them (their
+    pseudonym when one is configured), with the API token when one is."""
+    name = settings.pseudonymizer() or (lambda m: m)
+    token = settings.api_token
+    headers = {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
     out = {}
     for m in members:
-        url = f"{web_url}/members/{urllib.parse.quote(m, safe='')}?at={urllib.parse.quote(at)}"
-        with urllib.request.urlopen(url, timeout=30) as r:
+        url = f"{web_url}/members/{urllib.parse.quote(name(m), safe='')}?at={urllib.parse.quote(at)}"
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
             out[m] = json.load(r)
     return out
 
@@ -143,7 +148,7 @@ def evaluate_stream(log: Path, cutoff: float, end: float | None, settings: Setti
         stats = asyncio.run(replay(Path("-"), stack.broker.bootstrap, settings.partitions, lines=before))
         wait_until(lambda: worker.settled(stats.sent), 1800, "the worker to process the replay", worker.process, 0.5)
         say(f"reading {len(members)} members at {at} ...")
-        served = _members_at(worker.web_url, members, at)
+        served = _members_at(worker.web_url, members, at, stack_settings)
 
     labels = np.array([float(not any(cutoff <= e.ts < end for e in histories[m])) for m in members])
     churn_stream = np.array([served[m]["assessed"]["churn_probability"] for m in members])

@@ -137,7 +137,8 @@ def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event |
         try:
             event = Event.of(ShopEvent.model_validate(data))
         except ValidationError as exc:
-            return Rejected("INVALID", _summarise(exc))
+            too_long = any(e["type"] == "string_too_long" for e in exc.errors(include_url=False))
+            return Rejected("FIELD_TOO_LONG" if too_long else "INVALID", _summarise(exc))
     if key is not None and key != event.member_id.encode():
         # Another key would put this member's events on another partition.
         return Rejected("KEY_MISMATCH", "Kafka key differs from member_id")

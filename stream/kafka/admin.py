@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.contract.topics import ALL
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
 
 class BrokerUnreachable(ConnectionError):
@@ -29,8 +30,8 @@ async def started(client, bootstrap: str) -> None:
                                 "is it running? (`memberstream up` starts one)") from None
 
 
-async def ensure_topics(bootstrap: str, partitions: int, names=ALL) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+async def ensure_topics(bootstrap: str, partitions: int, names=ALL, security: KafkaSecurity = PLAINTEXT) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security.aiokafka())
     await started(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())

@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream.log_limit import limit_root_handlers
 from stream.kafka import framing
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 0.2
@@ -45,11 +46,12 @@ class Batcher:
                  frame_records: int = 1000, frame_bytes: int = 512 * 1024,
                  fetch_max_wait_ms: int = 500, session_timeout_ms: int = 10000,
                  heartbeat_interval_ms: int = 1000, uvloop: bool = False, log_level: str = "warning",
-                 shared: Optional[tuple] = None):
+                 shared: Optional[tuple] = None, security: KafkaSecurity = PLAINTEXT):
         self.config = dict(bootstrap=bootstrap, source=source, target=target, group=group,
                            frame_records=frame_records, frame_bytes=frame_bytes,
                            fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_ms=session_timeout_ms,
-                           heartbeat_interval_ms=heartbeat_interval_ms)
+                           heartbeat_interval_ms=heartbeat_interval_ms, security=security)
+        self.security = security  # pickled to the child with the config; secrets stay SecretStr
         self.bootstrap, self.source, self.target, self.group = bootstrap, source, target, group
         self.frame_records, self.frame_bytes = frame_records, frame_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
@@ -123,10 +125,11 @@ class Batcher:
             enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_wait_ms=self.fetch_max_wait_ms, max_partition_fetch_bytes=4 << 20,
             session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms)
+            heartbeat_interval_ms=self.heartbeat_interval_ms, **self.security.aiokafka())
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
-            max_batch_size=max(self.frame_bytes * 2, 1 << 20), max_request_size=8 << 20)
+            max_batch_size=max(self.frame_bytes * 2, 1 << 20), max_request_size=8 << 20,
+            **self.security.aiokafka())
         await self._producer.start()
         await self._consumer.start()
         self._consumer.subscribe([self.source], listener=_Joined(self))

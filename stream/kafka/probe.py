@@ -9,10 +9,12 @@ from typing import Optional
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
+
 
 class BrokerProbe:
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> None:
+        self.bootstrap, self.security = bootstrap, security
         self._client: Optional[AIOKafkaClient] = None
 
     async def reachable(self, timeout_s: float) -> bool:
@@ -25,7 +27,8 @@ class BrokerProbe:
 
     async def _metadata(self) -> None:
         if self._client is None:
-            client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                    **self.security.aiokafka())
             try:
                 await client.bootstrap()
             except BaseException:

@@ -12,12 +12,16 @@ from typing import Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
+
 
 class Refetcher:
     """Reads given offset ranges of one topic's partitions: no group, no commits."""
 
-    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int = 20):
+    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int = 20,
+                 security: KafkaSecurity = PLAINTEXT):
         self.bootstrap, self.topic, self.fetch_max_wait_ms = bootstrap, topic, fetch_max_wait_ms
+        self.security = security
         self._consumer: Optional[AIOKafkaConsumer] = None
 
     async def start(self) -> None:
@@ -26,7 +30,7 @@ class Refetcher:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                 auto_offset_reset="earliest", fetch_max_wait_ms=self.fetch_max_wait_ms,
-                max_partition_fetch_bytes=8 << 20)
+                max_partition_fetch_bytes=8 << 20, **self.security.aiokafka())
             await consumer.start()
             self._consumer = consumer
 

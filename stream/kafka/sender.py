@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 from stream.log_limit import RateLimit
 from stream.memo import Memo
 
@@ -51,8 +52,10 @@ def retriable(exc: BaseException) -> bool:
 
 
 class BatchSender:
-    def __init__(self, bootstrap: str, linger_s: float, give_up_s: float = 120.0):
+    def __init__(self, bootstrap: str, linger_s: float, give_up_s: float = 120.0,
+                 security: KafkaSecurity = PLAINTEXT):
         self.bootstrap, self.linger_s, self.give_up_s = bootstrap, linger_s, give_up_s
+        self.security = security
         self.retries = 0  # batches sent again after a retriable failure
         self.producer: Optional[AIOKafkaProducer] = None  # made in `start`, inside the worker's loop
         self.partitioner = DefaultPartitioner()
@@ -66,7 +69,7 @@ class BatchSender:
             self.started = True
             self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                              linger_ms=int(self.linger_s * 1000), max_batch_size=1 << 20,
-                                             max_request_size=8 << 20)
+                                             max_request_size=8 << 20, **self.security.aiokafka())
             await self.producer.start()
 
     async def stop(self) -> None:

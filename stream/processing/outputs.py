@@ -8,17 +8,25 @@ from typing import Optional
 import orjson
 
 from stream.contract import topics
-from stream.domain.dead_letter import dead_letter_headers
+from stream.domain.dead_letter import dead_letter_headers, minimised
 from stream.domain.parsing import Rejected
 from stream.processing.records import BatchResult, Outgoing, Record
 
 log = logging.getLogger(__name__)
 
 
-def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected, event_type: str = "unknown") -> None:
-    """The record to the dead-letter topic: its bytes untouched, headers naming why."""
-    headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value)
-    out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value, headers))
+def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected, event_type: str = "unknown",
+                 privacy=None) -> None:
+    """The record to the dead-letter topic: its bytes untouched, headers naming why; with
+    `privacy` (a Pseudonymizer) minimised, its key the pseudonym (stream/domain/dead_letter.py)."""
+    if privacy is None:
+        headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value)
+        out.outputs.append(Outgoing(topics.DEAD_LETTER, rec.key, rec.value, headers))
+    else:
+        headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value,
+                                      privacy.digest) + [("minimised", b"true")]
+        key = None if rec.key is None else privacy(rec.key).encode()
+        out.outputs.append(Outgoing(topics.DEAD_LETTER, key, minimised(rec.value, privacy), headers))
     out.counts["dead_lettered"] += 1
     out.counts[(DEAD_LETTERS, rejected.code)] += 1
     out.counts[(INPUT, event_type, "dead_lettered")] += 1

@@ -88,6 +88,8 @@ class MemberProcessor:
         self.order_spend = anomaly_policy.OrderSpend()
         self.totals: Counter = Counter()
         self.telemetry = telemetry or NoTelemetry()
+        # Member ids -> keyed pseudonyms at ingest, when a key is set (SECURITY.md).
+        self.privacy = settings.pseudonymizer()
         self.pending = PendingScoring()
         self.breaker = Breaker("triton scoring", settings.scoring_retry_base_s, settings.scoring_retry_max_s)
         # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
@@ -150,8 +152,10 @@ class MemberProcessor:
         for rec in records:
             event = parse_record(rec.value, rec.key, self.s.max_event_bytes)
             if isinstance(event, Rejected):
-                _dead_letter(out, rec, event)
+                _dead_letter(out, rec, event, privacy=self.privacy)
                 continue
+            if self.privacy is not None:
+                event.member_id = self.privacy(event.member_id)
             try:
                 self._ensure_partition(rec.partition)
                 state = self._state_for(event.member_id, rec.partition)
@@ -221,7 +225,8 @@ class MemberProcessor:
             except Exception as exc:  # noqa: BLE001 (a bug, or a stored state it cannot read)
                 # Kept with the error, not lost; the rest of the batch goes on. What the
                 # record changed before it failed stays (docs/DESIGN.md section 8).
-                _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"), event.type)
+                _dead_letter(out, rec, Rejected("PROCESSING_FAILED", f"{type(exc).__name__}: {exc}"), event.type,
+                             privacy=self.privacy)
                 out.counts["processing_failures"] += 1
         return Prepared(out, steps, rows, touched, explain)
 

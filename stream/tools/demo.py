@@ -128,7 +128,7 @@ def run_demo(settings: Settings, log: Path, say: Callable[[str], None] = print, 
             say("summary")
             for k, v in summary.items():
                 say(f"  {k:<24} {v}")
-            _story(console, worker, seen, lines)
+            _story(console, worker, seen, lines, settings)
             if follow:
                 say(f"following: the stack and {worker.web_url}/dashboard keep running; Ctrl-C stops all")
                 _until_interrupted()
@@ -138,12 +138,16 @@ def run_demo(settings: Settings, log: Path, say: Callable[[str], None] = print, 
     return summary
 
 
-def _story(console: Console, worker, seen: Seen, lines: list[bytes]) -> None:
-    with urllib.request.urlopen(f"{worker.web_url}/dashboard/data", timeout=10) as r:
+def _story(console: Console, worker, seen: Seen, lines: list[bytes], settings: Settings) -> None:
+    token = settings.api_token
+    request = urllib.request.Request(f"{worker.web_url}/dashboard/data", headers={} if token is None else {
+        "Authorization": f"Bearer {token.get_secret_value()}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
         population = orjson.loads(r.read())["population"]
     console.print(story.population_tables(population))
     console.print(story.top_alerts(seen.alerts))
-    console.print(story.next_purchase_table(*story.next_purchase_rows(seen.updates, story.purchases_of(lines))))
+    purchases = story.purchases_of(lines, settings.pseudonymizer())  # named as the outputs name them
+    console.print(story.next_purchase_table(*story.next_purchase_rows(seen.updates, purchases)))
 
 
 def _until_interrupted() -> None:

@@ -61,15 +61,17 @@ def top_alerts(alerts: list[dict], n: int = 5) -> Table:
     return table
 
 
-def purchases_of(lines: list[bytes]) -> dict[str, list[tuple[int, str]]]:
-    """member -> [(time ms, item)] of the log's valid-looking purchases, in time order."""
+def purchases_of(lines: list[bytes], pseudonym=None) -> dict[str, list[tuple[int, str]]]:
+    """member -> [(time ms, item)] of the log's valid-looking purchases, in time order;
+    `pseudonym`: the worker's, to name members as its outputs do."""
+    name = pseudonym or (lambda m: m)
     out = defaultdict(list)
     for line in lines:
         try:
             e = orjson.loads(line)
             if e.get("type") == "purchase" and isinstance(e.get("member_id"), str):
                 ts = e["ts"] if isinstance(e["ts"], int) else EVENT_TIMES[e["ts"]]
-                out[e["member_id"]].append((ts, str(e["item_id"])))
+                out[name(e["member_id"])].append((ts, str(e["item_id"])))
         except Exception:  # noqa: BLE001 (a line the worker dead-letters: not a purchase here)
             continue
     return {m: sorted(p) for m, p in out.items()}

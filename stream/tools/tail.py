@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.kafka.admin import started
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
 
 def as_json(msg, envelope: bool) -> dict:
@@ -35,10 +36,10 @@ def as_json(msg, envelope: bool) -> dict:
 
 async def messages(bootstrap: str, topic: str, from_beginning: bool = False,
                    count: Optional[int] = None, idle_s: Optional[float] = None,
-                   ready: Optional[asyncio.Event] = None) -> AsyncIterator:
+                   ready: Optional[asyncio.Event] = None, security: KafkaSecurity = PLAINTEXT) -> AsyncIterator:
     """Messages of all partitions of `topic`, until `count` or `idle_s` without one."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=50)
+                                fetch_max_wait_ms=50, **security.aiokafka())
     await started(consumer, bootstrap)
     try:
         parts = None

@@ -61,7 +61,8 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
         if not s.frames:
             return
         # Created here with the app's partition count, before a send could auto-create them.
-        await ensure_topics(s.bootstrap_servers, s.partitions, names=(topics.SHOP_EVENTS, worker.input_topic))
+        await ensure_topics(s.bootstrap_servers, s.partitions, names=(topics.SHOP_EVENTS, worker.input_topic),
+                            security=s.kafka_security)
         batcher = worker.batcher
         batcher.start()
         try:

@@ -9,13 +9,29 @@ from __future__ import annotations
 import faust
 
 from stream.kafka.broker import broker_profile
-from stream.settings import Settings
+from stream.kafka.security import KafkaSecurity
+from stream.settings import BadSettings, Settings
 from stream.worker import agents, web
+from stream.worker.access import Access, check_binding
 from stream.worker.tables import members_table
 from stream.worker.worker import Worker
 
 
+def faust_credentials(security: KafkaSecurity) -> dict:
+    """faust.App's broker credentials: the same as every other client's."""
+    if security.sasl:
+        return {"broker_credentials": faust.SASLCredentials(
+            username=security.username, password=security.password.get_secret_value(),
+            ssl_context=security.ssl_context(), mechanism=security.mechanism)}
+    if security.tls:
+        return {"broker_credentials": faust.SSLCredentials(security.ssl_context())}
+    return {}
+
+
 def build_app(settings: Settings) -> tuple[faust.App, Worker]:
+    refused = check_binding(settings.web_host, settings.api_token)
+    if refused is not None:
+        raise BadSettings(refused)
     broker = broker_profile(settings)
     if broker.prepare_faust is not None:
         broker.prepare_faust()
@@ -36,6 +52,8 @@ def build_app(settings: Settings) -> tuple[faust.App, Worker]:
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=262144,
         **broker.faust_settings,
+        **faust_credentials(settings.kafka_security),
+        web_application_options={"middlewares": [Access(settings.api_token, settings.api_open_paths).middleware]},
     )
     members = members_table(app, settings)
     worker = Worker(settings, members.data, members.changelog_topic.get_topic_name(),

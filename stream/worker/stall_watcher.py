@@ -45,7 +45,7 @@ class StallWatcher:
     def __init__(self, app: faust.App, worker: Worker) -> None:
         self.app, self.worker = app, worker
         self.fetcher = Refetcher(worker.settings.bootstrap_servers, worker.input_topic,
-                                 worker.broker.fetch_max_wait_ms)
+                                 worker.broker.fetch_max_wait_ms, worker.settings.kafka_security)
         self.rescuing: dict[int, int] = {}  # partition -> the offset Faust must hand over to end it
 
     def owned(self) -> set[int]:

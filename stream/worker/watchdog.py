@@ -24,6 +24,7 @@ import time
 from typing import Callable, Optional
 
 from stream.kafka.probe import BrokerProbe
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ PROBE_TIMEOUT_S = 3.0
 
 class Watchdog:
     def __init__(self, bootstrap: str, broker_lost_exit_s: float, crashed: Callable[[], Optional[BaseException]],
-                 exit: Callable[[int], None] = os._exit) -> None:
+                 exit: Callable[[int], None] = os._exit, security: KafkaSecurity = PLAINTEXT) -> None:
         """`crashed`: the app's crash reason (None: running)."""
-        self.probe = BrokerProbe(bootstrap)
+        self.probe = BrokerProbe(bootstrap, security)
         self.broker_lost_exit_s, self.crashed, self.exit = broker_lost_exit_s, crashed, exit
         self.down_since: Optional[float] = None
 

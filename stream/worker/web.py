@@ -2,11 +2,15 @@
 and the live dashboard: /dashboard, its data and its assets (stream/worker/dashboard.py)."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from typing import Callable
 
+import aiohttp
 import faust
-
 from faust.types import TP
+from yarl import URL
 
 from stream.contract.schemas import EVENT_TIMES
 from stream.domain.event_time import rfc3339
@@ -16,6 +20,36 @@ from stream.worker.dashboard import Snapshot, asset
 from stream.worker.stall_watcher import StallWatcher
 from stream.worker.telemetry import CONTENT_TYPE, WorkerCollector
 from stream.worker.worker import Worker
+
+
+ROUTED = "X-Memberstream-Routed"
+
+
+def ask_the_others(app: faust.App, table: faust.Table, held: Callable[[str], bool]):
+    """A view decorator: the view answers if this worker holds the member (or the
+    request was routed here already); otherwise the first other worker that does."""
+    def decorator(view):
+        @functools.wraps(view)
+        async def get(self, request, member_id: str):
+            if held(member_id) or request.headers.get(ROUTED):
+                return await view(self, request, member_id)
+            own = app.router._urlident(app.conf.canonical_url)
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+            for host in app.router.table_metadata(table.name):
+                url = URL(host)
+                if app.router._urlident(url) == own:
+                    continue
+                try:
+                    async with app.http_client.get(request.url.with_host(url.host).with_port(url.port),
+                                                   headers={**headers, ROUTED: "1"}) as answer:
+                        if answer.status != 404:
+                            return self.text(await answer.text(), content_type=answer.content_type,
+                                             status=answer.status)
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    continue  # that worker is away: it may come back; the others may hold it
+            return await view(self, request, member_id)
+        return get
+    return decorator
 
 
 def register(app: faust.App, worker: Worker, members: faust.Table, watcher: StallWatcher) -> None:
@@ -52,8 +86,14 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
         """Prometheus' text format (stream/worker/telemetry.py)."""
         return web.text(worker.telemetry.text().decode(), content_type=CONTENT_TYPE)
 
+    # Raw ids are routed to the owner of their partition. A pseudonym's partition is the
+    # raw id's, which no worker can compute: the workers that do not hold the member ask
+    # the others.
+    route = (app.table_route(table=members, match_info="member_id") if processor.privacy is None
+             else ask_the_others(app, members, lambda member_id: processor.state(member_id) is not None))
+
     @app.page("/members/{member_id}")
-    @app.table_route(table=members, match_info="member_id")
+    @route
     async def member(web, request, member_id: str):
         state = processor.state(member_id)
         if state is None:

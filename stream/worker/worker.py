@@ -58,18 +58,19 @@ class Worker:
         self.telemetry = Telemetry()
         self.feed = Feed()  # what the dashboard shows of the outputs
         self.processor = MemberProcessor(s, store, self.scorer, self.telemetry)
-        self.sender = sender or BatchSender(s.bootstrap_servers, s.producer_linger_s)
+        security = s.kafka_security
+        self.sender = sender or BatchSender(s.bootstrap_servers, s.producer_linger_s, security=security)
         self.batcher = Batcher(s.bootstrap_servers, topics.SHOP_EVENTS, topics.frames_topic(s.app_id),
                                f"{s.app_id}-batcher", frame_records=s.frame_max_events,
                                fetch_max_wait_ms=self.broker.fetch_max_wait_ms,
                                session_timeout_ms=self.broker.session_timeout_ms,
                                heartbeat_interval_ms=self.broker.heartbeat_interval_ms,
-                               uvloop=s.uvloop, log_level=s.log_level)
+                               uvloop=s.uvloop, log_level=s.log_level, security=security)
         # The agent's input offsets: Faust's skips are filled, its redeliveries dropped. One
         # lock orders the agent's batches, the stall watcher's fills and the commit's cut.
         self.cursor = InputCursor()
         self.refetcher = refetcher or Refetcher(s.bootstrap_servers, self.input_topic,
-                                                self.broker.fetch_max_wait_ms)
+                                                self.broker.fetch_max_wait_ms, security)
         self.applying = asyncio.Lock()
         self.waits = Waits()
         self.decisions = Decisions(self.processor, self.publish, s.batches_in_flight, self.waits,
@@ -83,7 +84,7 @@ class Worker:
         # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
         self.batch = s.batch_max_frames if s.frames else s.batch_max_events
         self.batch_within_s = s.frame_batch_within_s if s.frames else s.batch_within_s
-        self.watchdog = Watchdog(s.bootstrap_servers, s.broker_lost_exit_s, crashed)
+        self.watchdog = Watchdog(s.bootstrap_servers, s.broker_lost_exit_s, crashed, security=security)
         self.watchdog_task: Optional[asyncio.Task] = None
         self.started = asyncio.Event()  # scorer and sender started
         self.agent_moved_at = 0.0  # monotonic time the agent last got a batch (0: not yet)

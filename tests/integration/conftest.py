@@ -55,6 +55,7 @@ class Cluster:
 
     def start_worker(self, **extra: object) -> WorkerProcess:
         w = start_worker(self.env(**extra), self.work_dir, name=f"worker-{len(self.workers) + 1}")
+        w.token = extra.get("api_token")
         self.workers.append(w)
         return w
 

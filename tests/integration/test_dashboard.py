@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (Debian's chromium and chromium-driver, which
 `make test` installs), driven while the excerpt is being replayed into a real
-broker, worker and Triton: the page shows a specific member's alert, as published
-on crm.churn-alerts, and the member view opens from it.
+broker, worker and Triton: the page asks for the API token first, then shows a
+specific member's alert, as published on crm.churn-alerts, and the member view
+opens from it.
 
 MEMBERSTREAM_SCREENSHOT=PATH also saves the page as a PNG (docs/dashboard.png)."""
 from __future__ import annotations
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 MEMBER = "12707"  # one alert in the excerpt (tests/fixtures/expected.py)
+TOKEN = "dashboard-test-token-0123456789"
 
 
 def browser(user_data: Path):
@@ -53,10 +55,14 @@ def test_the_page_shows_a_members_alert_during_a_replay(triton, tmp_path):
     driver = None
     replay = None
     try:
-        worker = cluster.start_worker()
+        worker = cluster.start_worker(api_token=TOKEN)
         lines = excerpt_lines()
         driver = browser(Path(tempfile.mkdtemp(dir=tmp_path)))
         driver.get(f"{worker.web_url}/dashboard")
+        # Signed out: the sign-in form, and no data behind it.
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.ID, "sign-in").click()
+        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "alerts"))
         sent = []
         replay = threading.Thread(target=lambda: sent.append(cluster.replay(lines, rate=300.0)))
         replay.start()

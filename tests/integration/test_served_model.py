@@ -145,20 +145,24 @@ def test_a_scorer_started_before_its_model_learns_the_signature_once_it_is_serve
     """The worker may start before Triton serves the model: the scorer describes it at
     its first request after that (version, and that it takes CHECKPOINT_SILENCE)."""
     from tritonclient.grpc import aio as grpc_aio
+    from tritonclient.utils import InferenceServerException
 
     rows = excerpt_rows()[:5]
 
     async def go():
         admin = grpc_aio.InferenceServerClient(triton.grpc_url)
         scorer = TritonScorer(triton.grpc_url, "memberstream", 30.0, max_rows=64, checkpoints_days=(7, 14))
-        await admin.unload_model("memberstream")
+        # Without the admin header the repository API is refused (stream/tools/launcher/triton.py).
+        with pytest.raises(InferenceServerException, match="(?i)restricted|unavailable|header|permission"):
+            await admin.unload_model("memberstream")
+        await admin.unload_model("memberstream", headers=triton.grpc_admin_headers)
         try:
             await scorer.start()  # nothing served yet: falls back until it is
             assert not scorer.described and scorer.model_version == "memberstream@unknown"
             with pytest.raises(ScoringUnavailable):
                 await scorer.score(rows)
         finally:
-            await admin.load_model("memberstream")
+            await admin.load_model("memberstream", headers=triton.grpc_admin_headers)
             await admin.close()
         try:
             scores = await scorer.score(rows)
@@ -168,5 +172,12 @@ def test_a_scorer_started_before_its_model_learns_the_signature_once_it_is_serve
 
     scorer, scores = asyncio.run(go())
     assert scorer.described and scorer.checkpoints_served
+    import urllib.error
+    import urllib.request
+    unload = urllib.request.Request(f"{triton.http_url}/v2/repository/models/memberstream/unload", data=b"{}",
+                                    method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unload, timeout=10)
+    assert refused.value.code == 403 and b"restricted" in refused.value.read()
     assert scorer.model_version.startswith("memberstream@1/vocab:")
     assert scores.churn_at.shape == (5, 2) and scores.churn.shape == (5,)

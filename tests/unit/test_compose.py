@@ -23,6 +23,19 @@ def test_compose_file_validates_and_has_the_stack():
     config = run("config").stdout
     assert "capabilities:\n            - gpu" in config and "KAFKA_PROCESS_ROLES: broker,controller" in config
     assert "--model-config-name=gpu" in config  # the GPU it reserves serves configs/gpu.pbtxt
+    # Safe defaults (SECURITY.md): Kafka and Triton only on the internal network and with no
+    # published port; the workers need a token and pseudonymise; a read-only model repository.
+    full = yaml.safe_load(run("--profile", "replay", "config").stdout)
+    assert full["networks"]["backend"]["internal"] is True
+    for name in ("kafka", "triton"):
+        assert list(parsed[name]["networks"]) == ["backend"] and "ports" not in parsed[name], name
+    for name in ("worker", "replay"):
+        env = parsed[name]["environment"]
+        assert env["MEMBERSTREAM_API_TOKEN_FILE"] == "/run/secrets/api_token", name
+        assert env["MEMBERSTREAM_PSEUDONYMIZATION_KEY_FILE"] == "/run/secrets/pseudonymization_key", name
+    assert "ports" not in parsed["worker"]
+    assert [v for v in parsed["triton"]["volumes"] if v.endswith("/triton_repo:/models:ro")]
+    assert "--model-control-mode=explicit" in config
 
 
 def test_prometheus_scrapes_the_workers_and_grafana_has_its_dashboard():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -61,10 +62,18 @@ class Triton:
     grpc_port: int
     metrics_port: int
     model: str
+    # The header that the model-repository and shared-memory APIs need (restricted_apis);
+    # for a test that unloads the model on purpose.
+    admin: tuple[str, str] = ("", "")
 
     @property
     def ports(self) -> tuple[int, int, int]:
         return self.http_port, self.grpc_port, self.metrics_port
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """The admin header as a gRPC client sends it (Triton expects this prefix there)."""
+        return {f"triton-grpc-protocol-{self.admin[0]}": self.admin[1]}
 
     @property
     def grpc_url(self) -> str:
@@ -73,6 +82,15 @@ class Triton:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+
+ADMIN_HEADER = "memberstream-admin-key"
+RESTRICTED = "model-repository,shared-memory"
+
+
+def restricted_apis(key: str) -> list[str]:
+    return [f"--http-restricted-api={RESTRICTED}:{ADMIN_HEADER}={key}",
+            f"--grpc-restricted-protocol={RESTRICTED}:{ADMIN_HEADER}={key}"]
 
 
 def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
@@ -89,6 +107,7 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
     caches = work_dir / "caches"
     caches.mkdir(parents=True, exist_ok=True)
     http, grpc, metrics = ports or (free_port(), free_port(), free_port())
+    admin_key = secrets.token_hex(16)
     before = _shm_regions()
     proc = spawn("triton", [
         str(root / "bin" / "tritonserver"), f"--model-repository={repo}",
@@ -96,6 +115,9 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
         "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
         f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
         "--model-control-mode=explicit", f"--load-model={model}",
+        # Explicit control would let any client load and unload models: that API (and shared
+        # memory, which no client here uses) needs a header whose value nobody is told.
+        *restricted_apis(admin_key),
         "--disable-auto-complete-config", "--log-verbose=0",
         *([f"--model-config-name={config_name}"] if config_name else []),
     ], work_dir, env=triton_env())
@@ -121,6 +143,6 @@ def start_triton(repo: Path, model: str, work_dir: Path, timeout: float = 180.0,
     except BaseException:
         proc.stop()
         raise
-    return Triton(proc, http, grpc, metrics, model)
+    return Triton(proc, http, grpc, metrics, model, (ADMIN_HEADER, admin_key))
 
 

@@ -28,9 +28,10 @@ def worker_env(broker: Broker, triton: Triton, partitions: int, **settings: obje
 
 @dataclass
 class WorkerProcess:
-    """A running `memberstream worker` and its web server."""
+    """A running `memberstream worker` and its web server (`token`: its API token, if any)."""
     process: Process
     web_port: int
+    token: str | None = None
 
     @property
     def web_url(self) -> str:
@@ -49,7 +50,9 @@ class WorkerProcess:
 
     def member(self, member_id: str) -> dict:
         """GET /members/{member_id} (routed to the owning worker); HTTPError 404 if unknown."""
-        with urllib.request.urlopen(f"{self.web_url}/members/{member_id}", timeout=10) as r:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"{self.web_url}/members/{member_id}", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as r:
             return json.load(r)
 
     def health(self) -> tuple[int, dict]:

@@ -47,7 +47,8 @@ def test_defaults_and_unknown_fields_ignored():
     ({**GOOD, "price": -1}, "INVALID", "price"),
     ({**GOOD, "quantity": 0}, "INVALID", "quantity"),
     ({**GOOD, "quantity": "2"}, "INVALID", "quantity"),
-    ({**GOOD, "member_id": "x" * 129}, "INVALID", "member_id"),
+    ({**GOOD, "member_id": "x" * 129}, "FIELD_TOO_LONG", "member_id"),
+    ({**GOOD, "category": "c" * 129}, "FIELD_TOO_LONG", "category"),
     ({**GOOD, "schema_version": 2}, "INVALID", "schema_version"),
 ])
 def test_rejections_name_the_problem(raw, code, fragment):
