@@ -25,8 +25,10 @@ system:
 	    { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; \
 	  else echo "not root: install $(SYSTEM_PACKAGES) with apt, or their tests are skipped"; fi; fi
 
+# Two pytest processes, a test file each at a time: the integration tests mostly wait on
+# real processes (a third of a core each), so two halve the wall time on CI's two cores.
 test: $(STAMP) system
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

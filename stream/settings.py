@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     # contract caps ids and other strings at 128 characters, schemas/shop.events).
     sequence_length: int = Field(50, ge=1, le=200, description="rolling events kept per member (model max_len)")
     max_event_bytes: int = Field(16 * 1024, ge=256, le=1 << 20, description="largest event message")
+    max_field_chars: int = Field(128, ge=8, le=128, description="longest id, session or category (the contract's 128, or less)")
 
     # Policies
     recommendations_k: int = Field(10, ge=1)

@@ -22,6 +22,7 @@ from stream.contract.schemas import EVENT_TIMES, EVENT_TYPES, MAX_EVENT_MS, MIN_
 
 _TYPES = frozenset(EVENT_TYPES)
 _ID_MAX = 128
+_STRING_FIELDS = ("event_id", "member_id", "item_id", "session_id", "category")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,22 +107,23 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_record(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event | Rejected:
+def parse_record(raw: bytes | None, key: bytes | None, max_bytes: int, max_chars: int = _ID_MAX) -> Event | Rejected:
     """A `shop.events` record: its value an event, keyed by its member_id (the contract).
 
     An unkeyed event is dead-lettered like a mis-keyed one: the producer's
     partitioner put it where its key (none) sent it, not where the member's
     other events are, so it would be applied beside another copy of the
     member's state, out of its order and its duplicate check."""
-    event = parse_event(raw, key, max_bytes)
+    event = parse_event(raw, key, max_bytes, max_chars)
     if key is None and isinstance(event, Event):
         return Rejected("NO_KEY", "Kafka key missing; events are keyed by member_id")
     return event
 
 
-def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event | Rejected:
+def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int, max_chars: int = _ID_MAX) -> Event | Rejected:
     """A message value as an event; a `key` given must be its member_id (None: not
-    checked, for logs read offline; the worker uses `parse_record`)."""
+    checked, for logs read offline; the worker uses `parse_record`). `max_chars`: a
+    shop's own cap on the string fields, below the contract's 128."""
     if raw is None:
         return Rejected("EMPTY", "message has no value")
     if len(raw) > max_bytes:
@@ -139,6 +141,11 @@ def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event |
         except ValidationError as exc:
             too_long = any(e["type"] == "string_too_long" for e in exc.errors(include_url=False))
             return Rejected("FIELD_TOO_LONG" if too_long else "INVALID", _summarise(exc))
+    if max_chars < _ID_MAX:
+        for name in _STRING_FIELDS:
+            value = getattr(event, name)
+            if value is not None and len(value) > max_chars:
+                return Rejected("FIELD_TOO_LONG", f"{name}: {len(value)} characters, limit {max_chars}")
     if key is not None and key != event.member_id.encode():
         # Another key would put this member's events on another partition.
         return Rejected("KEY_MISMATCH", "Kafka key differs from member_id")

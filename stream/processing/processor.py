@@ -150,7 +150,7 @@ class MemberProcessor:
         L = self.s.sequence_length
         self.telemetry.batch(len(records))
         for rec in records:
-            event = parse_record(rec.value, rec.key, self.s.max_event_bytes)
+            event = parse_record(rec.value, rec.key, self.s.max_event_bytes, self.s.max_field_chars)
             if isinstance(event, Rejected):
                 _dead_letter(out, rec, event, privacy=self.privacy)
                 continue

@@ -39,7 +39,7 @@ async def messages(bootstrap: str, topic: str, from_beginning: bool = False,
                    ready: Optional[asyncio.Event] = None, security: KafkaSecurity = PLAINTEXT) -> AsyncIterator:
     """Messages of all partitions of `topic`, until `count` or `idle_s` without one."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, **security.aiokafka())
+                                fetch_max_wait_ms=50, request_timeout_ms=10000, **security.aiokafka())
     await started(consumer, bootstrap)
     try:
         parts = None

@@ -150,3 +150,11 @@ def test_no_member_id_reaches_the_bookkeeping_keys():
     for member in ("12707", "café-Ω 7", "a\u00a0b", "会员-1"):
         got = parse_event(with_member(member), None, 16384)
         assert isinstance(got, Event) and got.member_id == member, member
+
+
+def test_a_shops_own_cap_on_string_fields_dead_letters_what_is_longer():
+    event = orjson.dumps({**GOOD, "item_id": "i" * 40})
+    assert not isinstance(parse_event(event, None, 1 << 14), Rejected)
+    assert parse_event(event, None, 1 << 14, max_chars=32) == Rejected("FIELD_TOO_LONG",
+                                                                         "item_id: 40 characters, limit 32")
+    assert not isinstance(parse_event(event, None, 1 << 14, max_chars=40), Rejected)
