@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of every topic the app declares")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # The host other workers reach this one's web server at (Faust's canonical URL, for
+    # routing /members between workers). Default: web_host, or, when that binds all
+    # addresses (0.0.0.0, ::), this host's own address as its hostname resolves.
+    web_advertised_host: str | None = None
     # Address of a running worker's web server (written by `up`, read by clients).
     web_url: str | None = None
     state_dir: Path = STATE_DIR
@@ -214,6 +218,8 @@ class Settings(BaseSettings):
             path = getattr(self, f"{name}_file")
             if path is None:
                 continue
+            if getattr(self, name) is not None:
+                raise BadSettings(f"MEMBERSTREAM_{name.upper()} and MEMBERSTREAM_{name.upper()}_FILE are both set; give one")
             try:
                 text = Path(path).read_text().rstrip("\r\n")
             except OSError as exc:
@@ -261,6 +267,8 @@ def environment(**values: object) -> dict[str, str]:
 
 
 def _env_text(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):

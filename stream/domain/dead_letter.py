@@ -34,8 +34,11 @@ def dead_letter_id(topic: str, partition: int, offset: int, value: Optional[byte
     return message_id("dead-letter", topic, partition, offset, None if value is None else digest(value))
 
 
-def minimised(value: Optional[bytes], pseudonym: Callable[[str], str]) -> bytes:
-    """A rejected record's value as a pseudonymising worker forwards it."""
+def minimised(value: Optional[bytes], pseudonym: Callable[[str], str], code: str = "") -> bytes:
+    """A rejected record's value as a pseudonymising worker forwards it (`code`: why it
+    was rejected; one too large or not JSON is not parsed again)."""
+    if code in ("OVERSIZE", "NOT_JSON", "EMPTY"):
+        return b""
     try:
         data = orjson.loads(value) if value else None
     except orjson.JSONDecodeError:

@@ -26,7 +26,7 @@ def _dead_letter(out: BatchResult, rec: Record, rejected: Rejected, event_type: 
         headers = dead_letter_headers(rejected, topics.SHOP_EVENTS, rec.partition, rec.offset, rec.value,
                                       privacy.digest) + [("minimised", b"true")]
         key = None if rec.key is None else privacy(rec.key).encode()
-        out.outputs.append(Outgoing(topics.DEAD_LETTER, key, minimised(rec.value, privacy), headers))
+        out.outputs.append(Outgoing(topics.DEAD_LETTER, key, minimised(rec.value, privacy, rejected.code), headers))
     out.counts["dead_lettered"] += 1
     out.counts[(DEAD_LETTERS, rejected.code)] += 1
     out.counts[(INPUT, event_type, "dead_lettered")] += 1

@@ -111,6 +111,15 @@ class MemberProcessor:
                 state = self.cache[member_id] = MemberState.from_bytes(raw)
         return state
 
+    def peek(self, member_id: str) -> Optional[MemberState]:
+        """The member's state without caching it: the store may hold a standby copy of
+        another worker's partition, which must not enter this worker's cache."""
+        state = self.cache.get(member_id)
+        if state is None:
+            raw = self.store.get(member_id.encode())
+            state = None if raw is None else MemberState.from_bytes(raw)
+        return state
+
     def _state_for(self, member_id: str, partition: int) -> MemberState:
         state = self.state(member_id)
         if state is None:
@@ -119,7 +128,8 @@ class MemberProcessor:
 
     def _ensure_partition(self, partition: int) -> None:
         if not self.schedule.knows(partition):
-            recovered = recover_partition(partition, self.store, self.schedule, self.cache, self.pending)
+            recovered = recover_partition(partition, self.store, self.schedule, self.cache, self.pending,
+                                          None if self.privacy is None else self.privacy.key_id + ".")
             self.recommender.recovered(recovered)
             self.order_spend.observe_states(recovered)
 

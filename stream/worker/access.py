@@ -82,7 +82,8 @@ class Access:
             return _login_page(status=401, wrong=True)
         response = web.Response(status=303, headers={"Location": "/dashboard"})
         response.set_cookie(COOKIE, self._session.decode(), httponly=True, samesite="Strict", path="/",
-                            secure=request.secure)
+                            # Behind a TLS proxy the request arrives as http; the flag only restricts.
+                            secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https")
         return response
 
 

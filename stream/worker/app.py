@@ -6,6 +6,8 @@ tasks and pages that run it. Nothing here happens at import.
 """
 from __future__ import annotations
 
+import socket
+
 import faust
 
 from stream.kafka.broker import broker_profile
@@ -15,6 +17,18 @@ from stream.worker import agents, web
 from stream.worker.access import Access, check_binding
 from stream.worker.tables import members_table
 from stream.worker.worker import Worker
+
+
+def advertised_host(settings: Settings) -> str:
+    """Where other workers reach this one: 0.0.0.0 is no address to send a request to."""
+    if settings.web_advertised_host:
+        return settings.web_advertised_host
+    if settings.web_host in ("0.0.0.0", "::", ""):
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return socket.gethostname()
+    return settings.web_host
 
 
 def faust_credentials(security: KafkaSecurity) -> dict:
@@ -45,6 +59,7 @@ def build_app(settings: Settings) -> tuple[faust.App, Worker]:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=f"http://{advertised_host(settings)}:{settings.web_port}",
         datadir=str(settings.state_dir / "faust"),
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=5000,

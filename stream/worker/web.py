@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import aiohttp
 import faust
@@ -23,28 +23,36 @@ from stream.worker.worker import Worker
 
 
 ROUTED = "X-Memberstream-Routed"
+ANSWERED_BY = "X-Memberstream-Answered-By"
+ASK_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
-def ask_the_others(app: faust.App, table: faust.Table, held: Callable[[str], bool]):
-    """A view decorator: the view answers if this worker holds the member (or the
-    request was routed here already); otherwise the first other worker that does."""
+def ask_the_others(app: faust.App, table: faust.Table, where: Callable[[str], Optional[int]],
+                   owned: Callable[[], set[int]]):
+    """A view decorator for keys whose partition no worker can compute (pseudonyms):
+    the view answers if this worker owns the member's partition (or the request was
+    routed here already). Otherwise the owner of the partition that a standby copy
+    here names is asked first, then every other worker, each for at most 5 s."""
     def decorator(view):
         @functools.wraps(view)
         async def get(self, request, member_id: str):
-            if held(member_id) or request.headers.get(ROUTED):
+            partition = where(member_id)
+            if (partition is not None and partition in owned()) or request.headers.get(ROUTED):
                 return await view(self, request, member_id)
             own = app.router._urlident(app.conf.canonical_url)
+            hosts = app.router.table_metadata(table.name)
+            changelog = table.changelog_topic.get_topic_name()
+            order = sorted((h for h in hosts if app.router._urlident(URL(h)) != own),
+                           key=lambda h: partition not in hosts[h].get(changelog, ()))
             headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-            for host in app.router.table_metadata(table.name):
+            for host in order:
                 url = URL(host)
-                if app.router._urlident(url) == own:
-                    continue
                 try:
                     async with app.http_client.get(request.url.with_host(url.host).with_port(url.port),
-                                                   headers={**headers, ROUTED: "1"}) as answer:
+                                                   headers={**headers, ROUTED: "1"}, timeout=ASK_TIMEOUT) as answer:
                         if answer.status != 404:
                             return self.text(await answer.text(), content_type=answer.content_type,
-                                             status=answer.status)
+                                             status=answer.status, headers={ANSWERED_BY: host})
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     continue  # that worker is away: it may come back; the others may hold it
             return await view(self, request, member_id)
@@ -90,7 +98,7 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
     # raw id's, which no worker can compute: the workers that do not hold the member ask
     # the others.
     route = (app.table_route(table=members, match_info="member_id") if processor.privacy is None
-             else ask_the_others(app, members, lambda member_id: processor.state(member_id) is not None))
+             else ask_the_others(app, members, lambda m: getattr(processor.peek(m), "partition", None), assigned))
 
     @app.page("/members/{member_id}")
     @route

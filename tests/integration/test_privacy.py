@@ -44,7 +44,8 @@ def _raw_ids(lines: list[bytes]) -> tuple[list[bytes], set[str]]:
     return out, members
 
 
-def _get(url: str, token: str | None = None, accept: str = "application/json", cookie: str | None = None):
+def _get(url: str, token: str | None = None, accept: str = "application/json", cookie: str | None = None,
+         answer_headers: bool = False):
     headers = {"Accept": accept}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -52,9 +53,10 @@ def _get(url: str, token: str | None = None, accept: str = "application/json", c
         headers["Cookie"] = cookie
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
-            return r.status, r.read().decode()
+            out = r.status, r.read().decode(), r.headers
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        out = exc.code, exc.read().decode(), exc.headers
+    return out if answer_headers else out[:2]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -108,10 +110,15 @@ def test_no_raw_member_id_leaves_the_workers_and_the_api_needs_the_token(cluster
         assert _get(f"{w.web_url}/members/{member}")[0] == 401
         assert _get(f"{w.web_url}/members/{member}", "wrong-" + TOKEN)[0] == 401
         assert _get(f"{w.web_url}/table/")[0] == 401
-        # From either worker: the one that holds the member, or the one that asks the other.
-        status, body = _get(f"{w.web_url}/members/{member}", TOKEN)
+    # From either worker: the owner answers itself, the other (which may hold a standby
+    # copy) asks the owner and says so.
+    answers = [_get(f"{w.web_url}/members/{member}", TOKEN, answer_headers=True) for w in workers]
+    for status, body, _ in answers:
         assert status == 200, body
         assert json.loads(body)["member_id"] == member and RAW not in body
+    forwarded = [headers.get("X-Memberstream-Answered-By") for _, _, headers in answers]
+    assert sum(f is not None for f in forwarded) == 1, forwarded
+    assert json.loads(answers[0][1]) == json.loads(answers[1][1])
     status, page = _get(f"{workers[0].web_url}/dashboard", accept="text/html")
     assert status == 401 and 'name="token"' in page  # the sign-in form
     # Signing in sets a cookie (derived from the token, not the token) that opens the data.

@@ -29,10 +29,10 @@ def test_compose_file_validates_and_has_the_stack():
     assert full["networks"]["backend"]["internal"] is True
     for name in ("kafka", "triton"):
         assert list(parsed[name]["networks"]) == ["backend"] and "ports" not in parsed[name], name
-    for name in ("worker", "replay"):
-        env = parsed[name]["environment"]
-        assert env["MEMBERSTREAM_API_TOKEN_FILE"] == "/run/secrets/api_token", name
-        assert env["MEMBERSTREAM_PSEUDONYMIZATION_KEY_FILE"] == "/run/secrets/pseudonymization_key", name
+    env = parsed["worker"]["environment"]
+    assert env["MEMBERSTREAM_API_TOKEN_FILE"] == "/run/secrets/api_token"
+    assert env["MEMBERSTREAM_PSEUDONYMIZATION_KEY_FILE"] == "/run/secrets/pseudonymization_key"
+    assert "secrets" not in parsed["replay"] and "MEMBERSTREAM_API_TOKEN_FILE" not in parsed["replay"]["environment"]
     assert "ports" not in parsed["worker"]
     assert [v for v in parsed["triton"]["volumes"] if v.endswith("/triton_repo:/models:ro")]
     assert "--model-control-mode=explicit" in config

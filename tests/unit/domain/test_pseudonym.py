@@ -70,3 +70,30 @@ def test_the_processor_pseudonymises_before_anything_is_kept_or_sent():
     assert sent and all(b"12707" not in (m[1] or b"") + (m[2] or b"") for m in sent)
     [dead] = [m for m in sent if m[0] == topics.DEAD_LETTER]
     assert orjson.loads(dead[2]) == {"member_id": p("12707")}  # `extra` dropped
+
+
+def test_oversize_and_non_json_dead_letters_are_not_parsed_again():
+    p = Pseudonymizer(KEY, "k1")
+    big = orjson.dumps({"member_id": "12707", "item_id": "x"})
+    assert minimised(big, p, "OVERSIZE") == b"" and minimised(big, p, "NOT_JSON") == b""
+    assert orjson.loads(minimised(big, p, "INVALID")) == {"member_id": p("12707"), "item_id": "x"}
+
+
+def test_states_stored_under_raw_ids_are_not_recovered_by_a_pseudonymising_worker(caplog):
+    from stream.domain.inactivity import InactivitySchedule
+    from stream.domain.member_state import MemberState
+    from stream.processing.pending import PendingScoring
+    from stream.processing.recovery import recover_partition
+
+    p = Pseudonymizer(KEY, "k1")
+    store = {}
+    for member in ("12707", p("17848"), "k0." + "0" * 32):
+        state = MemberState(member, 0, items=["i"], types=[5], times=[T0], hashes=[1], n_events=1,
+                            pending_score=True)
+        store[member.encode()] = state.to_bytes()
+    cache = {}
+    mine = recover_partition(0, store, InactivitySchedule([7, 14], 0), cache, PendingScoring(), "k1.")
+    assert [s.member_id for s in mine] == [p("17848")] and list(cache) == [p("17848")]
+    assert "2 stored member states are not under this key's pseudonyms" in caplog.text
+    everyone = recover_partition(0, store, InactivitySchedule([7, 14], 0), {}, PendingScoring())
+    assert len(everyone) == 3  # without a key, all are recovered as before

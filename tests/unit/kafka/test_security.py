@@ -133,3 +133,27 @@ def test_replay_and_tail_connect_with_the_security(monkeypatch, tmp_path):
     for kwargs in seen[1:]:
         assert (kwargs["security_protocol"], kwargs["sasl_plain_password"]) == ("SASL_PLAINTEXT", SECRET)
     assert len(seen) == 3
+
+
+def test_a_secret_and_its_file_together_are_refused(tmp_path):
+    (tmp_path / "p").write_text(SECRET)
+    with pytest.raises(BadSettings, match="both set"):
+        settings(kafka_sasl_password=SECRET, kafka_sasl_password_file=tmp_path / "p")
+
+
+def test_a_child_gets_the_secret_itself_not_its_mask():
+    from pydantic import SecretStr
+
+    from stream.settings import environment
+    assert environment(api_token=SecretStr(SECRET)) == {"MEMBERSTREAM_API_TOKEN": SECRET}
+
+
+def test_a_worker_bound_to_all_addresses_advertises_one_it_can_be_reached_at(monkeypatch):
+    import socket
+
+    from stream.worker.app import advertised_host
+    monkeypatch.setattr(socket, "gethostname", lambda: "worker-3")
+    monkeypatch.setattr(socket, "gethostbyname", lambda name: "10.1.2.3" if name == "worker-3" else None)
+    assert advertised_host(settings(web_host="0.0.0.0", api_token="t" * 20)) == "10.1.2.3"
+    assert advertised_host(settings(web_host="0.0.0.0", api_token="t" * 20, web_advertised_host="w3")) == "w3"
+    assert advertised_host(settings()) == "127.0.0.1"
