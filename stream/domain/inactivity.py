@@ -17,7 +17,7 @@ the history, and not at each event (docs/RELIABILITY.md, late data).
 from __future__ import annotations
 
 import heapq
-from typing import Iterable
+from typing import Iterable, Optional
 
 from stream.domain.event_time import DAY_MS
 from stream.domain.member_state import MemberState
@@ -40,13 +40,17 @@ class InactivitySchedule:
     def knows(self, partition: int) -> bool:
         return partition in self._heaps
 
-    def rebuild(self, partition: int, states: Iterable[MemberState]) -> None:
-        """After recovery: pending checkpoints and the watermark from the table."""
+    def rebuild(self, partition: int, states: Iterable[MemberState], watermark: Optional[int] = None) -> None:
+        """After recovery: pending checkpoints from the table, and the watermark stored
+        with the input offset the restart goes on from (None: none stored, so the newest
+        event of the table; states a crash left ahead of that offset would put it ahead of
+        the records re-applied, and checkpoints would fire before their time)."""
         self._heaps[partition] = []
-        self.watermarks[partition] = 0
+        newest = 0
         for state in states:
-            self.watermarks[partition] = max(self.watermarks[partition], state.last_ts)
+            newest = max(newest, state.last_ts)
             self.schedule(state)
+        self.watermarks[partition] = newest if watermark is None else watermark
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

@@ -11,7 +11,8 @@ trips. A commit (`Commit.commit`) then runs these steps, in this order:
   0. a consistent cut: under the agent's `applying` lock, once every batch
      submitted is decided, the dirty states, the input offsets they reach
      and the outputs sent so far are taken out of the cache (and the states
-     written to the local store);
+     written to the local store); each input offset with the partition's
+     watermark at it;
   1. every output of the cut is delivered;
   2. the states of the cut go to the changelog;
   3. once they are delivered, in each partition, the input offset they
@@ -107,7 +108,9 @@ class Commit:
         cut.records = [(member.encode(), state.to_bytes(), state.partition)
                        for member, state in cut.states.items()]
         # After the partition's states: once it is in the changelog, they are too.
-        cut.offsets = [(keys.input_key(p), str(offset).encode(), p) for p, offset in cut.inputs.items()]
+        # The watermarks stand where the input offsets do: every batch submitted is decided.
+        cut.offsets = [(keys.input_key(p), keys.input_value(offset, self.watermarks.get(p)), p)
+                       for p, offset in cut.inputs.items()]
         for key, value, _ in cut.records + cut.offsets:
             self.store[key] = value
         return cut

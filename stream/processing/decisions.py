@@ -22,7 +22,8 @@ import logging
 import time
 from typing import Awaitable, Callable, Optional
 
-from stream.processing.processor import MemberProcessor, Prepared
+from stream.processing.processor import MemberProcessor
+from stream.processing.records import Prepared
 from stream.processing.records import BatchResult
 from stream.processing.waits import Waits
 

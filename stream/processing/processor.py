@@ -1,8 +1,9 @@
 """One batch of `shop.events` records -> state changes and output messages.
 
 Pass 1 walks the records in partition order: parse (bad ones to the DLQ),
-drop duplicates, advance the partition's watermark, snapshot members whose
-inactivity checkpoint came due, and apply the event to the member's state.
+advance the partition's watermark (duplicates too), snapshot members whose
+inactivity checkpoint came due, drop duplicates, and apply the event to the
+member's state.
 The checkpoints are scored with ONE call and pass 2 replays the recorded
 steps in order and lets the policies decide. Decisions depend on event time
 and on the state at each step only, so any batching of the same log decides
@@ -30,7 +31,6 @@ import asyncio
 import gc
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import MutableMapping, Optional
 
 from stream.contract import topics
@@ -43,35 +43,11 @@ from stream.processing.checkpoints import Check, explain_checks, snapshot, to_ex
 from stream.processing.pending import PendingScoring
 from stream.processing.recommender import Recommender
 from stream.processing.outputs import INPUT, NoTelemetry, _anomaly, _dead_letter, _json
-from stream.processing.records import BatchResult, Outgoing, Record
+from stream.processing.records import BatchResult, EventStep, Outgoing, Prepared, Record
 from stream.processing.recovery import recover_partition
 from stream.scoring.breaker import Breaker
 from stream.scoring.scores import Row, Scores, check_answer
 from stream.settings import Settings
-
-
-
-@dataclass(slots=True)
-class _Event:
-    state: MemberState
-    ts: int
-    started_visit: bool
-    purchase_visits: int
-    monetary: float
-    event_id: str
-    n_events: int
-    backdated: bool = False  # older than the member's newest event
-    value: tuple = ()  # member_value.inputs_of the state after the event
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A batch after pass 1, awaiting its checkpoint scores and pass 2."""
-    out: BatchResult
-    steps: list
-    rows: list[Row]
-    touched: dict[str, MemberState]
-    explain: int = 0  # checkpoints whose churn was known and may alert: explained all the same
 
 
 class MemberProcessor:
@@ -147,7 +123,7 @@ class MemberProcessor:
         prepared = self.prepare(records)
         return self.decide(prepared, await self.score_checkpoints(prepared))
 
-    def prepare(self, records: list[Record]) -> "Prepared":
+    def prepare(self, records: list[Record]) -> Prepared:
         """Pass 1: parse, dedup, apply, snapshot due checkpoints. Nothing in it reads
         what pass 2 writes (the policy state), so the agent may prepare the next
         batch while this one's checkpoints are being scored; `decide` must then be
@@ -169,6 +145,11 @@ class MemberProcessor:
             try:
                 self._ensure_partition(rec.partition)
                 state = self._state_for(event.member_id, rec.partition)
+                # Duplicates too: a restart re-applies under the watermarks a clean run had,
+                # however far a crash left the stored states ahead of the input offset.
+                late = self.schedule.is_late(rec.partition, event.ts)
+                self.schedule.advance(rec.partition, event.ts)
+                explain += self._checkpoints_due(rec.partition, steps, rows, touched, out)
                 digest = event_hash(event.event_id)
                 if digest in state.hashes or (rec.partition == state.partition and rec.offset <= state.last_offset
                                               and event.ts <= state.last_ts):
@@ -179,33 +160,7 @@ class MemberProcessor:
                     out.counts["duplicates"] += 1
                     out.counts[(INPUT, event.type, "duplicate")] += 1
                     continue
-                late = self.schedule.is_late(rec.partition, event.ts)
                 out.counts["late_events"] += late
-                self.schedule.advance(rec.partition, event.ts)
-                for entry in self.schedule.pop_due(rec.partition):
-                    silent = self.state(entry[1])
-                    if silent is None or not self.schedule.is_current(silent, entry):
-                        continue
-                    idx = self.schedule.catch_up(silent, entry)
-                    due_ms, member = silent.last_ts + self.schedule.offsets_ms[idx], silent.member_id
-                    known = silent.known_churn_at()
-                    if known is not None:
-                        churn = known[idx]
-                        may_alert = silent.episode is None and churn >= self.s.churn_alert_threshold
-                        steps.append(Check(silent, snapshot(silent), -1, self.schedule.days[idx], due_ms, idx,
-                                           silent.n_events, churn, inputs=self._row(
-                                               silent, (due_ms - silent.last_ts) / 1000.0) if may_alert else None))
-                        out.counts["checkpoints_known"] += 1
-                        explain += may_alert
-                    else:
-                        rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
-                        out.counts["checkpoint_rows"] += 1
-                        steps.append(Check(silent, snapshot(silent), len(rows) - 1,
-                                           self.schedule.days[idx], due_ms, idx, silent.n_events,
-                                           update=bool(self.pending.take((member,), time.monotonic()))))
-                    silent.check_index = idx + 1
-                    self.schedule.schedule(silent)
-                    touched[member] = silent
                 # Older than the member's newest: no activity after it (silence, episode go on).
                 backdated = bool(state.times) and event.ts < state.last_ts
                 visits_before = state.purchase_visits
@@ -218,7 +173,7 @@ class MemberProcessor:
                     self.schedule.schedule(state, late)
                 touched[event.member_id] = state
                 self.pending.mark(state)
-                steps.append(_Event(state, event.ts if backdated else state.last_ts, started, state.purchase_visits,
+                steps.append(EventStep(state, event.ts if backdated else state.last_ts, started, state.purchase_visits,
                                     state.monetary, event.event_id, state.n_events, backdated,
                                     member_value.inputs_of(state)))
                 rules = self.anomaly_rules
@@ -240,7 +195,37 @@ class MemberProcessor:
                 out.counts["processing_failures"] += 1
         return Prepared(out, steps, rows, touched, explain)
 
-    async def score_checkpoints(self, prepared: "Prepared") -> Optional[Scores]:
+    def _checkpoints_due(self, partition: int, steps: list, rows: list[Row], touched: dict, out: BatchResult) -> int:
+        """The checkpoints the partition's watermark has passed, snapshot as steps (a row
+        for those whose churn is not known yet); returns how many may alert unexplained."""
+        explain = 0
+        for entry in self.schedule.pop_due(partition):
+            silent = self.state(entry[1])
+            if silent is None or not self.schedule.is_current(silent, entry):
+                continue
+            idx = self.schedule.catch_up(silent, entry)
+            due_ms, member = silent.last_ts + self.schedule.offsets_ms[idx], silent.member_id
+            known = silent.known_churn_at()
+            if known is not None:
+                churn = known[idx]
+                may_alert = silent.episode is None and churn >= self.s.churn_alert_threshold
+                steps.append(Check(silent, snapshot(silent), -1, self.schedule.days[idx], due_ms, idx,
+                                   silent.n_events, churn, inputs=self._row(
+                                       silent, (due_ms - silent.last_ts) / 1000.0) if may_alert else None))
+                out.counts["checkpoints_known"] += 1
+                explain += may_alert
+            else:
+                rows.append(self._row(silent, (due_ms - silent.last_ts) / 1000.0))
+                out.counts["checkpoint_rows"] += 1
+                steps.append(Check(silent, snapshot(silent), len(rows) - 1,
+                                   self.schedule.days[idx], due_ms, idx, silent.n_events,
+                                   update=bool(self.pending.take((member,), time.monotonic()))))
+            silent.check_index = idx + 1
+            self.schedule.schedule(silent)
+            touched[member] = silent
+        return explain
+
+    async def score_checkpoints(self, prepared: Prepared) -> Optional[Scores]:
         """The batch's checkpoint rows in one request (None: none, or scoring failed),
         then the factors of the alerts they may send (stream/processing/checkpoints.py)."""
         scores, out = None, prepared.out
@@ -257,7 +242,7 @@ class MemberProcessor:
             out.counts["explanations_unavailable"] += len(explain)
         return scores
 
-    def decide(self, prepared: "Prepared", scores: Optional[Scores]) -> BatchResult:
+    def decide(self, prepared: Prepared, scores: Optional[Scores]) -> BatchResult:
         """Pass 2: the policies over the recorded steps, in order."""
         out = prepared.out
         self._decide(prepared.steps, scores, out)

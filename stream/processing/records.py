@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from stream.domain.member_state import MemberState
+from stream.scoring.scores import Row
 
 
 @dataclass(slots=True)
@@ -33,3 +34,27 @@ class BatchResult:
     counts: Counter = field(default_factory=Counter)
     # Input partition -> next input offset, once this result is delivered (the agent's cursor).
     inputs: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EventStep:
+    """Pass 1's record of an applied event, for pass 2 (stream/processing/processor.py)."""
+    state: MemberState
+    ts: int
+    started_visit: bool
+    purchase_visits: int
+    monetary: float
+    event_id: str
+    n_events: int
+    backdated: bool = False  # older than the member's newest event
+    value: tuple = ()  # member_value.inputs_of the state after the event
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch after pass 1, awaiting its checkpoint scores and pass 2."""
+    out: BatchResult
+    steps: list
+    rows: list[Row]
+    touched: dict[str, MemberState]
+    explain: int = 0  # checkpoints whose churn was known and may alert: explained all the same

@@ -44,7 +44,7 @@ def recover_partition(partition: int, store: MutableMapping[bytes, bytes], sched
     if unreadable:
         log.warning("partition %d: %d stored member states could not be read; their members' "
                     "events go to the dead-letter topic", partition, unreadable)
-    schedule.rebuild(partition, mine)
+    schedule.rebuild(partition, mine, keys.stored_watermark(store, partition))
     for state in mine:
         if state.pending_score and state.member_id not in cache:
             cache[state.member_id] = state

@@ -128,7 +128,7 @@ class Cluster:
         states, inputs = {}, {}
         for m in self.read(f"{app_id}-members-changelog", idle_s=1.0):
             if m.key.startswith(keys.INPUT_PREFIX):
-                inputs[int(m.key[len(keys.INPUT_PREFIX):])] = int(m.value)
+                inputs[int(m.key[len(keys.INPUT_PREFIX):])] = keys.read_input_value(m.value)[0]
             elif not keys.is_bookkeeping(m.key):
                 states[m.key.decode()] = MemberState.from_bytes(m.value)
         return states, inputs
