@@ -70,9 +70,11 @@ bench-gpu: $(STAMP)
 profile: $(STAMP)
 	$(BIN)/python -m bench.profile_pipeline
 
-# The served computation's CPU pieces per 256 rows (encoder variants, id codecs): a table.
+# The served computation's CPU pieces per 256 rows (encoder variants, id codecs), and the
+# bench log's scoring mix with what length groups and a prefix cache spare: tables.
 bench-serving: $(STAMP)
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.scoring_mix
 
 schemas: $(STAMP)
 	$(BIN)/memberstream schemas

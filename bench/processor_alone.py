@@ -27,15 +27,11 @@ class _ConstantScores:
                       np.full((n, 10), 0.1, np.float32), np.full((n, self.checkpoints), 0.3, np.float32))
 
 
-def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
-    """The processor over the bench log in this process, in the worker's batches, the
-    pending members scored after every batch and every output and changelog value
-    built; CPU seconds of this process."""
+def bench_records(lines: list[bytes]) -> list:
+    """The bench log as the processor's records, on the partitions the replay's producer
+    would put them on, with their offsets there."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    import gc
-
-    from stream.processing.processor import MemberProcessor, tune_gc
     from stream.processing.records import Record
 
     partitioner, all_partitions = DefaultPartitioner(), list(range(PARTITIONS))
@@ -49,22 +45,38 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
         p = partitioner(key or None, all_partitions, all_partitions)  # as the replay's producer
         records.append(Record(p, partitions.setdefault(p, 0), key or None, line))
         partitions[p] += 1
+    return records
+
+
+async def run_batches(proc, records: list, settings: Settings, each=lambda result: None) -> None:
+    """The records in the worker's batches, the pending members scored after every batch
+    (`each` is given every result)."""
+    for i in range(0, len(records), settings.batch_max_events):
+        each(await proc.process(records[i:i + settings.batch_max_events]))
+        while proc.pending:
+            each(await proc.score_pending(settings.triton_max_rows))
+
+
+def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
+    """The processor over the bench log in this process, in the worker's batches, the
+    pending members scored after every batch and every output and changelog value
+    built; CPU seconds of this process."""
+    import gc
+
+    from stream.processing.processor import MemberProcessor, tune_gc
+
+    records = bench_records(lines)
     proc = MemberProcessor(settings, {}, _ConstantScores(len(settings.inactivity_checkpoints_days)))
 
-    async def run() -> None:
-        for i in range(0, len(records), settings.batch_max_events):
-            results = [await proc.process(records[i:i + settings.batch_max_events])]
-            while proc.pending:
-                results.append(await proc.score_pending(settings.triton_max_rows))
-            for r in results:
-                for state in r.changed.values():
-                    state.to_bytes()
+    def built(result) -> None:
+        for state in result.changed.values():
+            state.to_bytes()
 
     thresholds = gc.get_threshold()
     tune_gc(settings.gc_threshold)  # as the worker runs
     try:
         t = time.process_time()
-        asyncio.run(run())
+        asyncio.run(run_batches(proc, records, settings, built))
         return len(records) / (time.process_time() - t)
     finally:
         gc.set_threshold(*thresholds)

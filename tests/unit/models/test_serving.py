@@ -7,7 +7,9 @@ import torch
 from transformers.activations import NewGELUActivation
 
 from models.encoding import encode
-from models.serving import predict, prepare, trim_padding
+from hypothesis import given, settings, strategies as st
+
+from models.serving import encode_newest, length_groups, predict, prepare, trim_padding
 
 from tests.fixtures.model import excerpt_batch, shipped
 from tests.fixtures.paths import EXPORT
@@ -48,6 +50,52 @@ def test_newest_hidden_is_the_encoders_newest_position():
         ours, reference = model.newest_hidden(batch), model.hidden(batch)[:, -1]
     assert ours.shape == reference.shape == (len(batch.types), model.out_norm.normalized_shape[0])
     np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=2e-5)
+
+
+def _cost(lengths, groups, call_cost):
+    return sum(len(g) * max(int(lengths[g].max()), 1) + call_cost for g in groups)
+
+
+def _best_cost(lengths, call_cost):
+    """The cheapest split of the rows sorted by length into runs, tried every way."""
+    ordered = sorted(max(int(n), 1) for n in lengths)
+    best = {0: 0}
+    for j in range(1, len(ordered) + 1):
+        best[j] = min(best[i] + (j - i) * ordered[j - 1] + call_cost for i in range(j))
+    return best[len(ordered)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=12), st.integers(0, 400))
+def test_length_groups_partition_the_rows_at_the_least_cost(lengths, call_cost):
+    lengths = np.array(lengths)
+    groups = length_groups(lengths, call_cost)
+    assert sorted(int(i) for g in groups for i in g) == list(range(len(lengths)))  # each row once
+    assert all(len(g) for g in groups)
+    # Groups hold runs of lengths: none overlaps another's range.
+    spans = [(int(lengths[g].min()), int(lengths[g].max())) for g in groups]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert _cost(lengths, groups, call_cost) == _best_cost(lengths, call_cost)
+
+
+def test_length_groups_split_a_mixed_batch_and_keep_a_uniform_one_whole():
+    mixed = np.array([50] * 10 + [2] * 200 + [9] * 40)
+    groups = length_groups(mixed, 100)
+    assert [sorted(set(mixed[g].tolist())) for g in groups] == [[2], [9], [50]]
+    assert len(length_groups(np.array([7] * 256), 100)) == 1
+    assert len(length_groups(mixed, 10 ** 9)) == 1  # calls dearer than any padding (a GPU)
+
+
+def test_rows_encoded_in_length_groups_equal_one_call_at_full_width():
+    """Every excerpt row, mixed lengths (1 to 50 events): grouped as served, each row's
+    newest hidden state as in one call over the whole batch, within 1e-5."""
+    model, vocab, _ = shipped()
+    batch = encode(vocab, *excerpt_batch(every=1))
+    lengths = (batch.types > 0).sum(dim=1).numpy()
+    assert len(length_groups(lengths, 100)) > 2  # the grouped path is taken
+    with torch.inference_mode():
+        grouped, whole = encode_newest(model, batch), model.newest_hidden(batch)
+    np.testing.assert_allclose(grouped.numpy(), whole.numpy(), atol=1e-5)
 
 
 def test_fused_gelu_is_gpt2s_tanh_gelu():

@@ -9,7 +9,10 @@ Fast paths that keep the arithmetic: columns that are padding in every row
 of the batch are cut off before the network (position ids count real
 events only and padding is masked, so the newest position sees the same
 inputs), which makes a batch of short sessions cost what their length
-costs, not `max_len`. On a GPU, `prepare(model, device, "bf16")` runs the
+costs, not `max_len`; and a batch of mixed lengths is encoded in groups of
+rows of similar length, each at its own longest row's width (`encode_newest`:
+the bench log's scoring mix computed 2.97x its real positions at one width
+per batch of 256, bench/scoring_mix.py). On a GPU, `prepare(model, device, "bf16")` runs the
 network under bfloat16 autocast; softmax, top-K and the churn head's
 survival arithmetic stay in float32 (tolerances: tests/unit/models/test_serving.py).
 """
@@ -138,6 +141,57 @@ def trim_padding(item_ids: np.ndarray, types: np.ndarray, gaps: np.ndarray):
     return item_ids[:, start:], types[:, start:], gaps[:, start:]
 
 
+# What one encoder call costs beyond its positions, in positions: on a CPU thread a call
+# takes ~0.27 ms however small, the time of ~90 positions (bench/scoring_mix.py); on a GPU
+# the kernels' launches are nearly all of a call's time, so its rows stay in one call.
+CALL_COST_POSITIONS = {"cpu": 100, "cuda": 1_000_000}
+
+
+def length_groups(lengths: np.ndarray, call_cost: int) -> list[np.ndarray]:
+    """Row indices by sequence length, in groups that cost the fewest positions in all
+    when each is encoded at its longest row's width and each call adds `call_cost`
+    (an exact partition of the rows sorted by length, chosen by dynamic programming
+    over the distinct lengths)."""
+    order = np.argsort(lengths, kind="stable")
+    widths, counts = np.unique(np.maximum(lengths[order], 1), return_counts=True)
+    ends = np.cumsum(counts)  # rows of length <= widths[j]
+    n = len(widths)
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):  # one group: the rows longer than widths[i - 1], up to widths[j - 1]
+            cost = best[i] + (ends[j - 1] - (ends[i - 1] if i else 0)) * int(widths[j - 1]) + call_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        i = cut[j]
+        groups.append(order[(ends[i - 1] if i else 0):ends[j - 1]])
+        j = i
+    return groups[::-1]
+
+
+def encode_newest(model: "MemberTransformer | ExportedNetwork", batch: EncodedBatch) -> torch.Tensor:
+    """`model.newest_hidden(batch)`, the rows encoded in `length_groups`, each group at its
+    own width (left padding: its last columns). Padding is masked and position ids count
+    real events, so each row's result is what the whole batch's call gives it."""
+    real = (batch.types > 0).sum(dim=1).cpu().numpy()
+    groups = length_groups(real, CALL_COST_POSITIONS.get(batch.types.device.type, 1_000_000))
+    if len(groups) == 1:
+        width = max(int(real.max(initial=0)), 1)
+        return model.newest_hidden(EncodedBatch(batch.items[:, -width:], batch.types[:, -width:],
+                                                batch.gap_buckets[:, -width:], None, None))
+    out = None
+    for rows in groups:
+        width = max(int(real[rows].max()), 1)
+        index = torch.from_numpy(rows).to(batch.types.device)
+        last = model.newest_hidden(EncodedBatch(*(t[index, -width:] for t in (batch.items, batch.types,
+                                                                                batch.gap_buckets)), None, None))
+        if out is None:
+            out = last.new_empty((len(real), last.shape[1]))
+        out[index] = last
+    return out
+
+
 class SequenceCache:
     """The newest position's hidden state by sequence, least recently used out.
 
@@ -178,7 +232,7 @@ class SequenceCache:
             rows = torch.tensor(list(todo.values()), device=batch.items.device)
             sub = type(batch)(*(t[rows] for t in (batch.items, batch.types, batch.gap_buckets,
                                                   batch.silence_buckets, batch.features)))
-            for key, vector in zip(todo, model.newest_hidden(sub)):
+            for key, vector in zip(todo, encode_newest(model, sub)):
                 found[key] = entries[key] = vector
             while len(entries) > self.max_entries:
                 entries.popitem(last=False)
@@ -250,7 +304,7 @@ def predict(model: "MemberTransformer | ExportedNetwork", vocab: ItemVocabulary,
     dtype = getattr(model, "serving_dtype", None)
     with torch.inference_mode():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            last = model.newest_hidden(batch) if cache is None else cache.last_hidden(model, batch)
+            last = encode_newest(model, batch) if cache is None else cache.last_hidden(model, batch)
             logits, churn = model.heads(last, batch)
             later = None if at_silences is None else _churn_at(model, last, types, gaps, at_silences)
         probs = torch.softmax(logits.float(), dim=1)
