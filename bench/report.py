@@ -1,6 +1,7 @@
 """The results as a table, and bench/RESULTS.md around it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -70,4 +71,14 @@ def results_md(r: dict, table: str) -> str:
     return (f"# Benchmark results\n\nWritten by `{r['command']}` (bench/bench.py) on {r['date']}, "
             f"commit {r['commit']}, on {r['machine']['cores']} cores ({r['machine']['cpu']}), "
             f"GPU: {r['machine']['gpu'] or 'none'}. Raw figures: bench/results.json.\n\n"
-            f"## CPU, one run, side by side\n\n```\n{table}\n```\n\n{gpu_text}")
+            f"## CPU, one run, side by side\n\n```\n{table}\n```\n\n{gpu_text}"
+            + "".join("\n" + section.rstrip("\n") + "\n" for section in _other_sections(HERE / "RESULTS.md")))
+
+
+def _other_sections(path: Path) -> list[str]:
+    """The sections of an existing RESULTS.md that other scripts and sessions wrote (all but
+    the two this one writes), kept as they are."""
+    if not path.is_file():
+        return []
+    sections = re.split(r"(?m)^(?=## )", path.read_text())[1:]
+    return [s for s in sections if not s.startswith(("## CPU, one run, side by side", "## GPU"))]
