@@ -9,6 +9,8 @@ counted since the worker started and may differ).
 """
 from __future__ import annotations
 
+import heapq
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -128,6 +130,13 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
         "trending": (blend.trending, _scaled(dict(stats.trending(_TRENDING_CANDIDATES)))),
     }
     banned = _bought_recently(state, blend.exclude_bought_within_days)
+    owned = signals["repeat"][1]
+    weight, related = signals["related"]
+    if weight > 0.0 and len(related) > k:
+        others = owned.keys() | {i for name in ("model", "trending") if signals[name][0] > 0.0
+                                 for i in signals[name][1]}
+        signals["related"] = (weight, _top_related(related, weight, others, k,
+                                                   lambda i: i not in banned and blend.allows(i, stats)))
     total: dict[str, float] = {}
     best: dict[str, tuple[float, str]] = {}
     for name, (weight, scores) in signals.items():
@@ -141,13 +150,32 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
     norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
     ranked = sorted((i for i in total if i not in banned and blend.allows(i, stats)),
                     key=lambda i: (-total[i], i))
-    owned = signals["repeat"][1]
     own = [i for i in ranked if i in owned]
     new = [i for i in ranked if i not in owned]
     n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
     chosen = set(own[:n_own] + new[:k - min(n_own, len(own))])
     ranked = [i for i in ranked if i in chosen]
     return [(i, round(total[i] / norm, 6), REASONS[best[i][1]]) for i in ranked]
+
+
+def _top_related(related: dict[str, float], weight: float, others, k: int, passes) -> dict[str, float]:
+    """The related scores that can reach a top k: those of items another signal (or the
+    member's own history) scores too, and the k best of the rest that `passes` the
+    filters (ties by item id, as the blend ranks). An item only related ranks by its
+    related score alone and is new to the member, so no other can: the list is the one
+    all of them would give (tests/unit/domain/test_policies.py holds it to that)."""
+    kept = {i: v for i, v in related.items() if i in others}
+    rest = [(-weight * v, i) for i, v in related.items() if i not in others]  # as the blend sums it
+    n = 2 * k
+    while True:
+        top = heapq.nsmallest(n, rest)
+        passing = [i for _, i in top if passes(i)]
+        if len(passing) >= k or n >= len(rest):
+            break
+        n *= 4
+    for i in passing[:k]:
+        kept[i] = related[i]
+    return kept
 
 
 def _bought_recently(state: MemberState, days: float) -> set[str]:

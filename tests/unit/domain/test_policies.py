@@ -1,5 +1,7 @@
 from dataclasses import replace
 
+from hypothesis import given, settings, strategies as st
+
 from stream.domain.event_time import DAY_MS
 from stream.domain.inactivity import InactivitySchedule
 from stream.domain.item_stats import ItemStats
@@ -223,3 +225,75 @@ def test_segment_and_recommendation_dicts_are_their_contract_models_byte_for_byt
     update = recommendation_policy.recommendation_update(s, ["a", "é", "c"], [0.5, 1 / 3, 0.1], 3, "m@1", True)
     assert _json(update) == orjson.dumps(RecommendationUpdate(**update).model_dump(mode="json"))
     assert [i["score"] for i in update["items"]] == [0.5, 0.333333, 0.1]
+
+
+def _blend_every_candidate(state, model_items, model_scores, stats, blend, k):
+    """blend_items as it was before it pruned the related candidates: every candidate
+    ranked (the reference the pruned one must equal)."""
+    rp = recommendation_policy
+    signals = {"model": (blend.model, rp._scaled(dict(zip(model_items, map(float, model_scores))))),
+               "repeat": (blend.repeat, rp._scaled(rp.repeat_scores(state, blend.repeat_half_life_days))),
+               "related": (blend.related, rp._scaled(stats.related(state.items, blend.related_items))),
+               "trending": (blend.trending, rp._scaled(dict(stats.trending(rp._TRENDING_CANDIDATES))))}
+    banned = rp._bought_recently(state, blend.exclude_bought_within_days)
+    total, best = {}, {}
+    for name, (weight, scores) in signals.items():
+        if weight <= 0.0:
+            continue
+        for item, v in scores.items():
+            part = weight * v
+            total[item] = total.get(item, 0.0) + part
+            if part > best.get(item, (-1.0, ""))[0]:
+                best[item] = (part, name)
+    norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
+    ranked = sorted((i for i in total if i not in banned and blend.allows(i, stats)), key=lambda i: (-total[i], i))
+    owned = signals["repeat"][1]
+    own, new = [i for i in ranked if i in owned], [i for i in ranked if i not in owned]
+    n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
+    chosen = set(own[:n_own] + new[:k - min(n_own, len(own))])
+    return [(i, round(total[i] / norm, 6), rp.REASONS[best[i][1]]) for i in ranked if i in chosen]
+
+
+_ITEMS = [f"{c}{n}" for c in "ABC" for n in range(25)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(baskets=st.lists(st.lists(st.sampled_from(_ITEMS), min_size=2, max_size=12), min_size=1, max_size=40),
+       own=st.lists(st.tuples(st.sampled_from(_ITEMS), st.integers(0, 60),
+                              st.sampled_from(["view", "add_to_cart", "purchase"])), min_size=1, max_size=30),
+       model=st.lists(st.sampled_from(_ITEMS), max_size=8, unique=True),
+       weights=st.tuples(*[st.sampled_from([0.0, 0.1, 1.0, 2.5])] * 4),
+       share=st.sampled_from([0.0, 0.3, 0.5, 1.0]), k=st.integers(1, 12),
+       bought_within=st.sampled_from([0.0, 7.0]),
+       catalogue=st.one_of(st.none(), st.frozensets(st.sampled_from(_ITEMS), min_size=5)),
+       excluded=st.frozensets(st.sampled_from("ABC"), max_size=1))
+def test_the_list_is_the_one_ranking_every_candidate_gives(baskets, own, model, weights, share, k,
+                                                           bought_within, catalogue, excluded):
+    """The blend keeps only the related items that can reach the top k; whatever the
+    signals, weights, share and filters, the list equals ranking every candidate."""
+    stats = _stats(*baskets)
+    s = MemberState("m1", 0)
+    for item, day, kind in sorted(own, key=lambda e: e[1]):
+        _bought(s, item, day, kind, category=item[0])
+    blend = recommendation_policy.Blend(model=weights[0], repeat=weights[1], related=weights[2],
+                                        trending=weights[3], repeat_share=share,
+                                        exclude_bought_within_days=bought_within, catalogue=catalogue,
+                                        exclude_categories=excluded)
+    scores = [1.0 / (n + 2) for n in range(len(model))]
+    assert recommendation_policy.blend_items(s, model, scores, stats, blend, k) == _blend_every_candidate(
+        s, model, scores, stats, blend, k)
+
+
+def test_related_items_past_the_filtered_best_still_fill_the_list():
+    """The filters refuse the 10 best related items: the next ones are found (the pruned
+    candidates are widened until k pass)."""
+    baskets = [["X0", f"R{n:02d}"] for n in range(30) for _ in range(30 - n)]  # R00 strongest
+    stats = _stats(*baskets)
+    s = MemberState("m1", 0)
+    _bought(s, "X0", 0)
+    blend = recommendation_policy.Blend(model=0.0, repeat=0.0, trending=0.0, repeat_share=0.0,
+                                        catalogue=frozenset(f"R{n:02d}" for n in range(10, 30)))
+    got = recommendation_policy.blend_items(s, [], [], stats, blend, 3)
+    assert [(i, why) for i, _, why in got] == [("R10", "BOUGHT_TOGETHER"), ("R11", "BOUGHT_TOGETHER"),
+                                              ("R12", "BOUGHT_TOGETHER")]
+    assert got == _blend_every_candidate(s, [], [], stats, blend, 3)
