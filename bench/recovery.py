@@ -58,12 +58,12 @@ async def _write(bootstrap: str, states: list, members: int) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144, acks="all")
     await producer.start()
     written, newest = 0, {p: 0 for p in every}
-    originals = [state.member_id for state in states]
+    originals = [(state.member_id, state.partition) for state in states]
     try:
         pending = []
         for i in range(members):
             state = states[i % len(states)]
-            key = f"r{i}-{originals[i % len(states)]}".encode()
+            key = f"r{i}-{originals[i % len(states)][0]}".encode()
             p = partitioner(key, every, every)
             state.member_id, state.partition = key.decode(), p
             value = state.to_bytes()
@@ -79,8 +79,8 @@ async def _write(bootstrap: str, states: list, members: int) -> int:
             await (await producer.send(CHANGELOG, value, key=key, partition=p))
     finally:
         await producer.stop()
-        for state, member in zip(states, originals):
-            state.member_id = member
+        for state, (member, partition) in zip(states, originals):
+            state.member_id, state.partition = member, partition
     return written
 
 

@@ -36,6 +36,10 @@ NEW_EVENTS = ((1, 1), (2, 4), (5, 9), (10, 19), (20, 50))  # buckets of new even
 BATCH, ROUNDS = 256, 3
 
 
+def _prefix_kind(low: int, high: int) -> str:
+    return f"a prefix kept, {low} new" if low == high else f"a prefix kept, {low}-{high} new"
+
+
 class _Recorder(_ConstantScores):
     """Answers as processor_alone's scorer, and classifies every row it is sent."""
 
@@ -62,8 +66,7 @@ class _Recorder(_ConstantScores):
         if kept == n:
             kind = "the same sequence again"
         elif kept:
-            low, high = next(b for b in NEW_EVENTS if b[0] <= n - kept <= b[1])
-            kind = f"a prefix kept, {low} new" if low == high else f"a prefix kept, {low}-{high} new"
+            kind = _prefix_kind(*next(b for b in NEW_EVENTS if b[0] <= n - kept <= b[1]))
         else:
             kind = f"no prefix: a slid {self.window}-event window" if n == self.window else "no prefix: other"
         self.kinds[kind] += 1
@@ -83,8 +86,7 @@ def main() -> int:
     proc = MemberProcessor(settings, {}, recorder)
     asyncio.run(run_batches(proc, bench_records(lines), settings))
     rows, positions = sum(recorder.kinds.values()), sum(recorder.positions.values())
-    order = ["the same sequence again"] + [
-        f"a prefix kept, {lo} new" if lo == hi else f"a prefix kept, {lo}-{hi} new" for lo, hi in NEW_EVENTS] + [
+    order = ["the same sequence again"] + [_prefix_kind(*b) for b in NEW_EVENTS] + [
         f"no prefix: a slid {settings.sequence_length}-event window", "no prefix: other"]
     print(f"scoring mix of the bench log ({len(lines):,} events): {rows:,} rows in {len(recorder.requests)} "
           f"requests, {positions:,} positions ({positions / max(rows, 1):.1f} events per row)")

@@ -23,8 +23,7 @@ import time
 from typing import Awaitable, Callable, Optional
 
 from stream.processing.processor import MemberProcessor
-from stream.processing.records import Prepared
-from stream.processing.records import BatchResult
+from stream.processing.records import BatchResult, Prepared
 from stream.processing.waits import Waits
 
 log = logging.getLogger(__name__)

@@ -173,9 +173,9 @@ class MemberProcessor:
                     self.schedule.schedule(state, late)
                 touched[event.member_id] = state
                 self.pending.mark(state)
-                steps.append(EventStep(state, event.ts if backdated else state.last_ts, started, state.purchase_visits,
-                                    state.monetary, event.event_id, state.n_events, backdated,
-                                    member_value.inputs_of(state)))
+                steps.append(EventStep(state, event.ts if backdated else state.last_ts, started,
+                                       state.purchase_visits, state.monetary, event.event_id, state.n_events,
+                                       backdated, member_value.inputs_of(state)))
                 rules = self.anomaly_rules
                 if visit is not None:
                     if started and len(state.visits) >= 2:

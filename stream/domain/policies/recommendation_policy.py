@@ -10,7 +10,6 @@ counted since the worker started and may differ).
 from __future__ import annotations
 
 import heapq
-
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
