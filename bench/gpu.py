@@ -124,7 +124,7 @@ def main() -> int:
     settings = Settings()
     work = settings.state_dir / "bench-gpu"
     repo = configured_copy(settings.triton_repo, settings.triton_model, work / "repo",
-                           sequence_cache_entries="0")
+                           encoder_cache="off")
     # The exported programs again, by the torch at hand: an archive written by a newer
     # torch (the project pins 2.13) may not load in the GPU machine's older one.
     model, vocab, hp = load_model(settings)

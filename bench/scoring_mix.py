@@ -34,6 +34,7 @@ from stream.settings import Settings
 
 NEW_EVENTS = ((1, 1), (2, 4), (5, 9), (10, 19), (20, 50))  # buckets of new events since a prefix
 BATCH, ROUNDS = 256, 3
+INCREMENTAL = "incremental (cache)"
 
 
 def _prefix_kind(low: int, high: int) -> str:
@@ -117,6 +118,7 @@ def _served(requests: list[list], settings: Settings) -> None:
     import torch
 
     from models import serving
+    from models.encoder_cache import EncoderCache
     from tests.fixtures.model import shipped
 
     torch.set_num_threads(1)  # as the backend (config.pbtxt torch_threads)
@@ -129,16 +131,20 @@ def _served(requests: list[list], settings: Settings) -> None:
                 "length groups": sum(len(g) * max(int((b[1][g] > 0).sum(axis=1).max()), 1)
                                      for b in batches for g in serving.length_groups((b[1] > 0).sum(axis=1),
                                                                                      serving.CALL_COST_POSITIONS["cpu"]))}
-    costs = {"one width per batch": 10 ** 12, "length groups": serving.CALL_COST_POSITIONS["cpu"]}
+    costs = {"one width per batch": 10 ** 12, "length groups": serving.CALL_COST_POSITIONS["cpu"],
+             INCREMENTAL: serving.CALL_COST_POSITIONS["cpu"]}
     best = {name: float("inf") for name in costs}
     try:
         for _ in range(ROUNDS):
             for name, cost in costs.items():
                 serving.CALL_COST_POSITIONS["cpu"] = cost
+                cache = EncoderCache() if name == INCREMENTAL else None  # warmed by this pass alone
                 t = time.perf_counter()
                 for b in batches:
-                    serving.predict(model, vocab, *b, k=k, at_silences=np.tile(at, (len(b[0]), 1)))
+                    serving.predict(model, vocab, *b, k=k, cache=cache, at_silences=np.tile(at, (len(b[0]), 1)))
                 best[name] = min(best[name], time.perf_counter() - t)
+                if cache is not None:
+                    computed[name] = cache.positions
     finally:
         serving.CALL_COST_POSITIONS["cpu"] = costs["length groups"]
     print(f"\nthe shipped model in-process over those rows, {len(batches)} batches of up to {BATCH}, 1 thread, "

@@ -35,9 +35,11 @@ def _scale(attn) -> float:
     return scale
 
 
-def _gpt2_block(block, h: torch.Tensor, mask: torch.Tensor, newest_only: bool) -> torch.Tensor:
+def _gpt2_block(block, h: torch.Tensor, mask: torch.Tensor, newest_only: bool, past=None):
     """One GPT-2 block (transformers' GPT2Block weights, eval mode) on [B, L, d]; with
-    `newest_only`, the output at the newest position alone ([B, 1, d])."""
+    `newest_only`, the output at the newest position alone ([B, 1, d]). `past`: the keys
+    and values ([B, heads, P, head_dim] each) of P earlier positions, attended to before
+    h's own (`mask` then spans P + L keys). Returns (output, (keys, values) of h's positions)."""
     attn = block.attn
     q, k, v = attn.c_attn(block.ln_1(h)).split(attn.split_size, dim=2)
     if newest_only:
@@ -47,9 +49,11 @@ def _gpt2_block(block, h: torch.Tensor, mask: torch.Tensor, newest_only: bool) -
     def split(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(b, t.shape[1], heads, attn.head_dim).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask, scale=_scale(attn))
+    k, v = split(k), split(v)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+    out = F.scaled_dot_product_attention(split(q), keys, values, attn_mask=mask, scale=_scale(attn))
     h = h + attn.c_proj(out.transpose(1, 2).reshape(b, -1, attn.embed_dim))
-    return h + block.mlp(block.ln_2(h))
+    return h + block.mlp(block.ln_2(h)), (k, v)
 
 
 class MemberTransformer(nn.Module):
@@ -97,23 +101,47 @@ class MemberTransformer(nn.Module):
         MLP and the residuals at the newest position only (~40 % of a 2-block encoder's
         arithmetic). The blocks run from their own weights (GPT-2's pre-LN block, scaled
         dot-product attention); tests/unit/models/test_serving.py holds it to `hidden`."""
+        return self.extend_newest(batch.items, batch.types, batch.gap_buckets)[0]
+
+    def extend_newest(self, items: torch.Tensor, types: torch.Tensor, gap_buckets: torch.Tensor,
+                      past: "list | None" = None, past_real: "torch.Tensor | None" = None):
+        """The newest position's hidden state [B, d] of sequences whose later positions are
+        `items`, `types`, `gap_buckets` ([B, M], left padding) and whose earlier ones, if
+        any, are given by their keys and values: `past`, per block a pair [B, heads, P,
+        head_dim], real where `past_real` ([B, P] bool, left padding) is. Returns it with
+        per block the (keys, values) of the M given positions ([B, heads, M, head_dim]).
+
+        Causal blocks: a position's keys and values depend on it and the ones before
+        only, so a sequence encoded once need only have its new events encoded when it
+        grows (models/encoder_cache.py); position ids count the real past keys first."""
         gpt = self.blocks
-        real = batch.types > 0
-        positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
-        h = (self.item_emb(batch.items) + self.type_emb(batch.types) + self.gap_emb(batch.gap_buckets)
-             + gpt.wpe(positions))
-        keys = real[:, None, None, :]  # [B, 1, 1, L]: padding is never attended to
+        real = types > 0
+        positions = real.long().cumsum(dim=1) - 1
+        if past_real is not None:
+            positions = positions + past_real.sum(dim=1, keepdim=True)
+        h = self.item_emb(items) + self.type_emb(types) + self.gap_emb(gap_buckets) + gpt.wpe(positions.clamp(min=0))
         # Causal over real keys; a padding query also sees itself, so that no row is
         # without keys (some attention kernels return NaN for one). It reaches no real
         # position: padding keys are masked everywhere. (Built from the input, not from
         # a size and a device, so that a traced copy stays free of both.)
         ones = torch.ones_like(real[0])
-        causal = (ones[:, None] & ones[None, :]).tril()
-        full = (causal & keys) | torch.diag_embed(ones)
+        if past is None:
+            keys = real[:, None, None, :]  # [B, 1, 1, M]: padding is never attended to
+            causal = (ones[:, None] & ones[None, :]).tril()
+            diagonal = torch.diag_embed(ones)
+        else:
+            keys = torch.cat([past_real, real], dim=1)[:, None, None, :]
+            earlier = ones[:, None] & torch.ones_like(past_real[0])[None, :]  # [M, P]: all earlier
+            causal = torch.cat([earlier, (ones[:, None] & ones[None, :]).tril()], dim=1)
+            diagonal = torch.cat([torch.zeros_like(earlier), torch.diag_embed(ones)], dim=1)
+        full = (causal & keys) | diagonal
         last = len(gpt.h) - 1
+        kv = []
         for i, block in enumerate(gpt.h):
-            h = _gpt2_block(block, h, keys if i == last else full, newest_only=i == last)
-        return self.out_norm(gpt.ln_f(h[:, -1]))
+            h, pair = _gpt2_block(block, h, keys if i == last else full, newest_only=i == last,
+                                  past=None if past is None else past[i])
+            kv.append(pair)
+        return self.out_norm(gpt.ln_f(h[:, -1])), kv
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_emb.weight.T

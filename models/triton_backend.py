@@ -17,8 +17,8 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from encoding import ItemVocabulary  # noqa: E402
 from network import MemberTransformer  # noqa: E402
-from serving import (ExportedNetwork, SequenceCache, bytes_from_wire, bytes_to_wire,  # noqa: E402
-                     predict, prepare)
+from encoder_cache import EncoderCache  # noqa: E402
+from serving import ExportedNetwork, bytes_from_wire, bytes_to_wire, predict, prepare  # noqa: E402
 
 # The stub turns BYTES tensors to and from numpy with these two functions of
 # pb_utils; theirs format a struct code per element and took a fifth of this
@@ -57,6 +57,7 @@ INPUTS = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
 # Optional: silences [N, C] to score each row's churn at as well, answered in
 # CHURN_AT_CHECKPOINTS [N, C] (the inactivity checkpoints of the member scored now).
 AT_INPUT, AT_OUTPUT = "CHECKPOINT_SILENCE", "CHURN_AT_CHECKPOINTS"
+CACHE_MODES = ("full", "incremental", "off")
 
 
 class TritonPythonModel:
@@ -95,9 +96,17 @@ class TritonPythonModel:
         except (ValueError, OSError, RuntimeError) as exc:
             raise pb_utils.TritonModelException(str(exc)) from exc
         self.k = hp["top_k"]
-        # "0" turns the cache off (bench/gpu.py, whose requests repeat their rows).
-        entries = int(params.get("sequence_cache_entries", "200000"))
-        self.cache = SequenceCache(entries) if entries > 0 else None
+        # encoder_cache: "full" reuses the encoding of a sequence seen before (a member
+        # re-scored at a checkpoint), "incremental" also every block's keys and values, so
+        # that a member's new events alone are encoded (eager network only), "off" none
+        # (bench/gpu.py, whose requests repeat their rows); within encoder_cache_mb.
+        mode, megabytes = params.get("encoder_cache", "full"), params.get("encoder_cache_mb", "1024")
+        if mode not in CACHE_MODES or not megabytes.isdigit():
+            raise pb_utils.TritonModelException(
+                f"encoder_cache {mode!r} / encoder_cache_mb {megabytes!r}: expected one of "
+                f"{', '.join(CACHE_MODES)} / a whole number of MB")
+        self.cache = None if mode == "off" or megabytes == "0" else EncoderCache(
+            int(megabytes) << 20, incremental=mode == "incremental")
 
     def execute(self, requests):
         # The dynamic batcher may hand over several requests: run them as one.

@@ -67,12 +67,24 @@ def test_triton_serving_the_gpu_configs_choices_on_the_cpu_scores_the_same(tmp_p
     from bench.gpu import configured_copy
 
     repo = configured_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt",
-                           network="exported", sequence_cache_entries="0")
+                           network="exported", encoder_cache="off")
     config = (repo / "memberstream" / "config.pbtxt").read_text()
     assert config.count('key: "network"') == 1 and 'string_value: "exported"' in config
     server = start_triton(repo, "memberstream", tmp_path / "work", timeout=120)
     with stopping(server.process):
         assert_serves_eager(server.grpc_url)
+
+
+def test_triton_with_incremental_encoding_scores_the_same(tmp_path):
+    """encoder_cache "incremental": the rows (each member after every 7th event, so most
+    extend a row sent before) encoded from cached keys and values, within its tolerance."""
+    from bench.gpu import configured_copy
+
+    repo = configured_copy(ROOT / "triton_repo", "memberstream", tmp_path / "repo", "config.pbtxt",
+                           encoder_cache="incremental")
+    server = start_triton(repo, "memberstream", tmp_path / "work", timeout=120)
+    with stopping(server.process):
+        assert_serves_eager(server.grpc_url, score_tol=1e-5)
 
 
 def test_triton_refuses_exported_programs_of_other_weights(tmp_path):
@@ -89,7 +101,7 @@ def test_triton_refuses_exported_programs_of_other_weights(tmp_path):
     assert "disagree with weights.pt" in (tmp_path / "work" / "triton.log").read_text()
 
 
-def assert_serves_eager(grpc_url: str) -> None:
+def assert_serves_eager(grpc_url: str, score_tol: float = SCORE_TOL) -> None:
     """Two clients at once, one asking for the churn at checkpoint silences as well
     (CHECKPOINT_SILENCE, optional) and one not, so that the dynamic batcher may merge
     requests with and without it: each gets the eager model's answers."""
@@ -118,7 +130,7 @@ def assert_serves_eager(grpc_url: str) -> None:
     churn, items, scores = predict(model, vocab, *arrays, np.array([[r.silence_s] for r in rows], dtype=np.float32), k)
     for served_scores in (got, with_at):
         np.testing.assert_allclose(served_scores.churn, churn, rtol=0, atol=CHURN_TOL)
-        np.testing.assert_allclose(served_scores.scores, scores, rtol=0, atol=SCORE_TOL)
+        np.testing.assert_allclose(served_scores.scores, scores, rtol=0, atol=score_tol)
     for c, d in enumerate(days):
         at = predict(model, vocab, *arrays, np.full((len(rows), 1), d * 86400.0, np.float32), k)[0]
         np.testing.assert_allclose(with_at.churn_at[:, c], at, rtol=0, atol=CHURN_TOL)

@@ -105,7 +105,7 @@ def test_train_export_and_serve_a_small_model(tmp_path):
     save_checkpoint(trained, tmp_path / "ck.pt", "test")
     out = export(tmp_path / "ck.pt", tmp_path / "repo", "m", 3)
     assert sorted(p.name for p in out.iterdir()) == [
-        "encoder.pt2", "encoding.py", "heads.pt2", "hparams.json", "model.py", "network.py", "serving.py",
+        "encoder.pt2", "encoder_cache.py", "encoding.py", "heads.pt2", "hparams.json", "model.py", "network.py", "serving.py",
         "vocab.json", "weights.pt"]
     config_text = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
     assert f'string_value: "{trained.vocab.sha256}"' in config_text and "dynamic_batching" in config_text

@@ -124,7 +124,8 @@ def test_exported_network_is_the_eager_one_at_any_batch_and_length(tmp_path):
     free of the CPU: moved to the meta device, it runs there."""
     from torch.export.passes import move_to_device_pass
 
-    from models.serving import EXPORTED, ExportedNetwork, SequenceCache, export_network
+    from models.encoder_cache import EncoderCache
+    from models.serving import EXPORTED, ExportedNetwork, export_network
 
     model, vocab, k = shipped()
     assert [p.name for p in export_network(model, tmp_path)] == list(EXPORTED)
@@ -133,7 +134,7 @@ def test_exported_network_is_the_eager_one_at_any_batch_and_length(tmp_path):
     for rows in (batch, [a[:37] for a in batch], [a[:5, -1:] if a.shape[1] == 50 else a[:5] for a in batch]):
         eager = predict(model, vocab, *rows, k=k)
         for got in (predict(exported, vocab, *rows, k=k),
-                    predict(exported, vocab, *rows, k=k, cache=SequenceCache())):
+                    predict(exported, vocab, *rows, k=k, cache=EncoderCache())):
             np.testing.assert_allclose(got[0], eager[0], atol=1e-5)
             np.testing.assert_allclose(got[2], eager[2], atol=1e-5)
             assert (got[1][:, 0] == eager[1][:, 0]).mean() > 0.99
@@ -166,34 +167,12 @@ def test_unknown_precision_is_refused():
         prepare(model, "cpu", "int3")
 
 
-def test_sequence_cache_skips_the_encoder_for_sequences_it_has_seen():
-    from models.serving import SequenceCache
-
-    model, vocab, k = shipped()
-    items, types, gaps, silence = excerpt_batch()
-    cache = SequenceCache(max_entries=10_000)
-    plain = predict(model, vocab, items, types, gaps, silence, k=k)
-    first = predict(model, vocab, items, types, gaps, silence, k=k, cache=cache)
-    distinct = len({(tuple(i), t.tobytes(), g.tobytes()) for i, t, g in zip(items, types, gaps)})
-    assert cache.misses == distinct and cache.hits == len(items) - distinct
-    later = silence + 30 * 86400.0  # the same members at a later checkpoint: every row a hit
-    again = predict(model, vocab, items, types, gaps, later, k=k, cache=cache)
-    assert cache.misses == distinct and cache.hits == 2 * len(items) - distinct
-    fresh = predict(model, vocab, items, types, gaps, later, k=k)
-    for a, b in ((plain, first), (fresh, again)):
-        np.testing.assert_allclose(a[0], b[0], atol=1e-5)
-        np.testing.assert_allclose(a[2], b[2], atol=1e-6)
-        assert (a[1] == b[1]).mean() > 0.99
-    small = SequenceCache(max_entries=3)
-    predict(model, vocab, items, types, gaps, silence, k=k, cache=small)
-    assert len(small.entries) == 3
-
-
 def test_churn_at_checkpoint_silences_is_the_churn_each_silence_would_score():
     """predict's `at_silences`: the rows' churn at other silences, from the same encoded
     sequences, equal to scoring the rows at each silence (eager and exported, with and
     without the sequence cache), and the first three outputs unchanged."""
-    from models.serving import ExportedNetwork, SequenceCache
+    from models.encoder_cache import EncoderCache
+    from models.serving import ExportedNetwork
 
     model, vocab, k = shipped()
     items, types, gaps, silence = excerpt_batch()
@@ -201,7 +180,7 @@ def test_churn_at_checkpoint_silences_is_the_churn_each_silence_would_score():
     at = np.tile(days, (len(items), 1))
     at[::3] = at[::3][:, ::-1]  # rows may ask for different silences
     for network in (model, ExportedNetwork.load(EXPORT)):
-        for cache in (None, SequenceCache()):
+        for cache in (None, EncoderCache(), EncoderCache(incremental=False)):
             churn, top, scores, later = predict(network, vocab, items, types, gaps, silence, k=k,
                                                 cache=cache, at_silences=at)
             plain = predict(network, vocab, items, types, gaps, silence, k=k)

@@ -18,10 +18,8 @@ survival arithmetic stay in float32 (tolerances: tests/unit/models/test_serving.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +29,12 @@ try:
     from .encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
                            features_at, sequence_counts)
     from .network import MemberTransformer
+    from .encoder_cache import EncoderCache
 except ImportError:  # pragma: no cover - inside an export
     from encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
                           features_at, sequence_counts)
     from network import MemberTransformer
+    from encoder_cache import EncoderCache
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -103,7 +103,7 @@ def export_network(model: MemberTransformer, directory) -> list:
 
 class ExportedNetwork:
     """The exported network (export_network) behind the calls `predict` and
-    SequenceCache make; autocast applies to its ATen ops as to the eager module's."""
+    EncoderCache make; autocast applies to its ATen ops as to the eager module's."""
 
     def __init__(self, encoder, heads, precision: str = "fp32"):
         self.serving_dtype = _autocast_dtype(precision)
@@ -192,53 +192,6 @@ def encode_newest(model: "MemberTransformer | ExportedNetwork", batch: EncodedBa
     return out
 
 
-class SequenceCache:
-    """The newest position's hidden state by sequence, least recently used out.
-
-    The sequence encoder is nearly all of the cost, and the same sequence comes
-    back: a member scored after their last event is scored again at every
-    inactivity checkpoint with the same events and only a longer silence, which
-    enters the churn head alone. Rows whose sequence is cached skip the encoder;
-    identical sequences within a batch are encoded once. Keyed by a 128-bit
-    digest of the encoded events (padding excluded).
-    """
-
-    def __init__(self, max_entries: int = 200_000):
-        self.max_entries = max_entries
-        self.entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def keys(self, batch) -> list[bytes]:
-        rows = torch.cat([batch.items, batch.types, batch.gap_buckets], dim=1).cpu().numpy()
-        lengths = (batch.types > 0).sum(dim=1).tolist()
-        width = batch.types.shape[1]
-        return [hashlib.blake2b(rows[i].reshape(3, width)[:, width - n:].tobytes(), digest_size=16).digest()
-                for i, n in enumerate(lengths)]
-
-    def last_hidden(self, model: MemberTransformer, batch) -> torch.Tensor:
-        keys = self.keys(batch)
-        entries = self.entries
-        found: dict[bytes, torch.Tensor] = {}
-        todo: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key in entries:
-                entries.move_to_end(key)
-                found[key] = entries[key]
-            elif key not in todo:
-                todo[key] = i
-        self.misses += len(todo)
-        self.hits += len(keys) - len(todo)
-        if todo:
-            rows = torch.tensor(list(todo.values()), device=batch.items.device)
-            sub = type(batch)(*(t[rows] for t in (batch.items, batch.types, batch.gap_buckets,
-                                                  batch.silence_buckets, batch.features)))
-            for key, vector in zip(todo, encode_newest(model, sub)):
-                found[key] = entries[key] = vector
-            while len(entries) > self.max_entries:
-                entries.popitem(last=False)
-        return torch.stack([found[key] for key in keys])
-
-
 def _lookup(vocab: ItemVocabulary) -> np.ndarray:
     """Dense index -> raw item id (bytes), built once per vocabulary."""
     table = getattr(vocab, "_serving_lookup", None)
@@ -287,7 +240,7 @@ def bytes_to_wire(array: np.ndarray) -> bytes:
 
 def predict(model: "MemberTransformer | ExportedNetwork", vocab: ItemVocabulary, item_ids: np.ndarray,
             types: np.ndarray, gaps: np.ndarray, silence: np.ndarray, k: int,
-            cache: "SequenceCache | None" = None, at_silences: "np.ndarray | None" = None):
+            cache: "EncoderCache | None" = None, at_silences: "np.ndarray | None" = None):
     """(churn [B] float32, top item ids [B, k] bytes, top scores [B, k] float32).
 
     Scores are next-item probabilities (softmax over the vocabulary). Given

@@ -1,0 +1,113 @@
+"""Incremental encoding (models/encoder_cache.py) gives what full encoding gives, and
+encodes a member's new events alone."""
+import numpy as np
+import pytest
+
+from models import encoder_cache
+from models.encoder_cache import EncoderCache
+from models.serving import predict
+
+from tests.fixtures.model import excerpt_batch, shipped
+
+CHURN_TOL, SCORE_TOL = 1e-5, 1e-5  # absolute, on probabilities: the stated tolerance
+
+
+def _close(got, want) -> None:
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=CHURN_TOL)
+    np.testing.assert_allclose(got[2], want[2], rtol=0, atol=SCORE_TOL)
+    assert (got[1][:, 0] == want[1][:, 0]).mean() > 0.99  # near-ties may swap
+
+
+def _rows(batch, index):
+    return [a[index] for a in batch]
+
+
+def _growing_sequences():
+    """Real sequences of 1-50 events, each member's after every event, in event order:
+    most rows extend an earlier row by one event, some windows have slid."""
+    return excerpt_batch(every=1)
+
+
+@pytest.mark.parametrize("size", [1, 3, 64, 256])
+def test_incremental_encoding_equals_full_encoding_at_every_length_and_batch(size):
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    lengths = (batch[1] > 0).sum(axis=1)
+    assert set(range(1, 51)) <= set(lengths.tolist())
+    cache = EncoderCache()
+    at = np.tile(np.array([7, 30, 90], np.float32) * 86400.0, (len(lengths), 1))
+    for start in range(0, len(lengths), size):
+        rows = slice(start, start + size)
+        got = predict(model, vocab, *_rows(batch, rows), k=k, cache=cache, at_silences=at[rows])
+        want = predict(model, vocab, *_rows(batch, rows), k=k, at_silences=at[rows])
+        _close(got, want)
+        np.testing.assert_allclose(got[3], want[3], rtol=0, atol=CHURN_TOL)
+    assert cache.real == int(lengths.sum()) and cache.extended > 0
+    assert cache.positions < cache.real  # prefixes were reused
+
+
+@pytest.mark.parametrize("added", [1, 3, 10])
+def test_a_member_who_added_k_events_costs_k_positions(added):
+    """Members scored at n - k events, then at n (n < 50: no window slid): the second
+    scoring encodes exactly k positions a row, and equals full encoding."""
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    lengths = (batch[1] > 0).sum(axis=1)
+    # a member's rows at n = m (k + 1) only: none is another's prefix row (n - k events)
+    now = [a[(lengths > added) & (lengths < 50) & (lengths % (added + 1) == 0)] for a in batch]
+    before = [np.concatenate([np.zeros_like(a[:, :added]), a[:, :-added]], axis=1) for a in now[:3]] + [now[3]]
+    assert len(now[0]) > 40
+    cache = EncoderCache()
+    predict(model, vocab, *before, k=k, cache=cache)
+    positions, extended, hits = cache.positions, cache.extended, cache.hits
+    got = predict(model, vocab, *now, k=k, cache=cache)
+    grown = cache.extended - extended  # the others were rows of `before` too: hits
+    assert grown > 40 and grown + cache.hits - hits == len(now[0])
+    assert cache.positions - positions == added * grown
+    _close(got, predict(model, vocab, *now, k=k))
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_sequence_seen_before_needs_no_encoder(incremental):
+    model, vocab, k = shipped()
+    items, types, gaps, silence = excerpt_batch()
+    cache = EncoderCache(incremental=incremental)
+    first = predict(model, vocab, items, types, gaps, silence, k=k, cache=cache)
+    distinct = len({(tuple(i), t.tobytes(), g.tobytes()) for i, t, g in zip(items, types, gaps)})
+    assert len(cache.entries) == distinct
+    positions = cache.positions
+    later = silence + 30 * 86400.0  # the same members at a later checkpoint: every row a hit
+    again = predict(model, vocab, items, types, gaps, later, k=k, cache=cache)
+    assert cache.positions == positions and cache.hits == len(items)
+    _close(first, predict(model, vocab, items, types, gaps, silence, k=k))
+    _close(again, predict(model, vocab, items, types, gaps, later, k=k))
+
+
+@pytest.mark.parametrize("slots", [2, 5, 40])
+def test_a_small_budget_evicts_and_answers_the_same(slots):
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    probe = EncoderCache()
+    predict(model, vocab, *_rows(batch, slice(0, 2)), k=k, cache=probe)
+    slot_bytes = probe.max_bytes // probe.slots + 1
+    cache = EncoderCache(max_bytes=slots * slot_bytes)
+    for start in range(0, 400, 16):
+        rows = slice(start, start + 16)
+        got = predict(model, vocab, *_rows(batch, rows), k=k, cache=cache)
+        _close(got, predict(model, vocab, *_rows(batch, rows), k=k))
+        assert len(cache.entries) <= cache.slots - 1 and cache.slots == slots
+        assert sorted(cache.entries.values()) == sorted(set(cache.entries.values()))  # one entry a slot
+
+
+def test_a_hash_collision_is_a_miss_not_a_wrong_answer(monkeypatch):
+    """Every prefix of every row hashed alike: found entries are checked event by
+    event, so rows still get their own sequence's encoding."""
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    monkeypatch.setattr(encoder_cache, "prefix_hashes", lambda codes: np.full(codes.shape, 7, np.uint64))
+    cache = EncoderCache()
+    for start in range(0, 300, 50):
+        rows = slice(start, start + 50)
+        _close(predict(model, vocab, *_rows(batch, rows), k=k, cache=cache),
+               predict(model, vocab, *_rows(batch, rows), k=k))
+    assert len(cache.entries) == 1
