@@ -30,19 +30,15 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+try:
+    from . import serving
+except ImportError:  # pragma: no cover - inside an export the modules sit side by side
+    import serving
+
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the rolling hash loses no event
 _EMPTY = 0  # the slot of rows with no cached prefix: all zeros, never given out
 _CODES = 64  # events a slot's sequence may hold (the served signature's sequences: 50)
 _SLOT_OVERHEAD = 120  # bytes a slot costs in the entries' dict
-
-
-def _serving():
-    """models/serving.py (imported when first used: it imports this module)."""
-    try:
-        from . import serving
-    except ImportError:  # pragma: no cover - inside an export the modules sit side by side
-        import serving
-    return serving
 
 
 def event_codes(items: np.ndarray, types: np.ndarray, gap_buckets: np.ndarray) -> np.ndarray:
@@ -115,7 +111,6 @@ class EncoderCache:
         return 0, -1
 
     def last_hidden(self, model, batch) -> torch.Tensor:
-        serving = _serving()
         incremental = self.incremental and hasattr(model, "extend_newest")
         codes = event_codes(*(t.cpu().numpy() for t in (batch.items, batch.types, batch.gap_buckets)))
         hashes = prefix_hashes(codes)
@@ -155,7 +150,7 @@ class EncoderCache:
             for group in groups:
                 rows_g = order[group]
                 last = self._extend(model, batch, codes, hashes, real, kept, found, rows_g, pinned) \
-                    if incremental else self._encode(serving, model, batch, codes, hashes, real, rows_g, pinned)
+                    if incremental else self._encode(model, batch, codes, hashes, real, rows_g, pinned)
                 if out is None:
                     out = last.new_empty((rows, last.shape[1]))
                 out[torch.from_numpy(rows_g).to(out.device)] = last
@@ -163,7 +158,7 @@ class EncoderCache:
             out[i] = out[source]
         return out
 
-    def _encode(self, serving, model, batch, codes, hashes, real, rows: np.ndarray, pinned: set) -> torch.Tensor:
+    def _encode(self, model, batch, codes, hashes, real, rows: np.ndarray, pinned: set) -> torch.Tensor:
         """A network without `extend_newest`: encode the rows whole, keep their newest state."""
         index = torch.from_numpy(rows).to(batch.types.device)
         sub = type(batch)(*(t[index] for t in (batch.items, batch.types, batch.gap_buckets,

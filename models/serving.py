@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,12 +28,13 @@ try:
     from .encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
                            features_at, sequence_counts)
     from .network import MemberTransformer
-    from .encoder_cache import EncoderCache
 except ImportError:  # pragma: no cover - inside an export
     from encoding import (N_FEATURES, SILENCE_EDGES, EncodedBatch, ItemVocabulary, bucketize, encode,
                           features_at, sequence_counts)
     from network import MemberTransformer
-    from encoder_cache import EncoderCache
+
+if TYPE_CHECKING:  # encoder_cache imports this module
+    from .encoder_cache import EncoderCache
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
