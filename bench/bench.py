@@ -15,8 +15,11 @@ stable, so results stay comparable over time) and a table is printed.
   latency_ms               event produced -> recommendation update consumed, at 500/2000/5000 ev/s
                            (the offering producer lingers up to 2 ms; that wait counts)
   latency_stages_ms        the same events' latency split at the frame and the output record
+  latency_inside           per rate, where the time goes inside the worker (means from its /metrics)
   latency_floor_ms         the same events through two raw aiokafka relays: the Kafka hops alone
   triton                   rows/s and latency per batch size, served vs in-process
+  incremental              rows/s per batch size in-process for members who added one event since
+                           their last scoring: full encoding vs incremental (encoder_cache=incremental)
   state_bytes_per_member   serialised member state after 50 events
 
 Each measure is a module of bench/ (ceiling, faust_baseline, pipeline,
@@ -44,7 +47,8 @@ from bench.provenance import commit, machine
 from bench.report import report, results_md
 from bench.loaded_stack import IN_TOPIC, OUT_TOPIC, PARTITIONS, bench_worker_env
 from bench.state_size import state_bytes_after_50
-from bench.triton_table import TRITON_POOL, model_rows, triton_table
+from bench.triton_table import (INCREMENTAL_ROWS, TRITON_POOL, incremental_table, model_rows,
+                                prefix_pairs, triton_table)
 from stream.contract import topics
 from stream.kafka.admin import ensure_topics
 from stream.tools.launcher import WorkerProcess, start_broker, start_triton, start_worker, stopping
@@ -95,8 +99,8 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
 
             def latency(worker: WorkerProcess) -> None:
                 say("latency at fixed offered rates (the default pipeline) ...")
-                results["latency_ms"], results["latency_stages_ms"] = latency_ms(
-                    broker, worker, lines, say, topics.frames_topic(settings.app_id))
+                results["latency_ms"], results["latency_stages_ms"], results["latency_inside"] = latency_ms(
+                    broker, worker, lines, say, topics.frames_topic(settings.app_id), triton)
 
             # The direct path first, under its own application id (consumer groups, changelog).
             say("memberstream pipeline without frames (MEMBERSTREAM_FRAMES=false) ...")
@@ -107,6 +111,9 @@ def run(settings: Settings, out: Path, say: Callable[[str], None] = print) -> di
             loaded = load_model(settings)
             results["triton"] = triton_table(triton, settings, model_rows(lines, TRITON_POOL,
                                                                           settings.sequence_length), loaded)
+    say("incremental encoding per batch size (in-process) ...")
+    results["incremental"] = incremental_table(prefix_pairs(lines, INCREMENTAL_ROWS, settings.sequence_length),
+                                               loaded)
     say("processor alone (no Kafka, no Faust, constant scores) ...")
     results["processor_alone_eps"] = processor_alone_eps(lines, settings)
     say(f"  {results['processor_alone_eps']:,.0f} events/s")

@@ -3,6 +3,7 @@ stages by the records' timestamps; and its floor, the Kafka hops alone."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -14,9 +15,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.loaded_stack import PARTITIONS
+from stream.contract import metrics as names
 from stream.contract import topics
 from stream.kafka.admin import ensure_topics
-from stream.tools.launcher import Broker, WorkerProcess, spawn, stopping, wait_until
+from stream.tools.launcher import Broker, WorkerProcess, records_taken, spawn, stopping, wait_until
 
 LATENCY_RATES = (500, 2000, 5000)
 LATENCY_SECONDS = 10.0
@@ -217,20 +219,121 @@ def latency_floor_ms(broker: Broker, lines: list[bytes], fetch_max_wait_ms: int,
         return _latencies(broker.bootstrap, lines, names[0], names[2], "event_id", settler, say)[0]
 
 
+def triton_times(triton) -> dict[str, float]:
+    """Triton's own statistics of the served model (its statistics extension): requests
+    answered and nanoseconds summed, by phase."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{triton.http_url}/v2/models/{triton.model}/stats", timeout=10) as r:
+        stats = json.loads(r.read())["model_stats"][0]["inference_stats"]
+    return {"requests": float(stats["success"]["count"]), "request_ns": float(stats["success"]["ns"]),
+            **{f"{phase}_ns": float(stats[phase]["ns"])
+               for phase in ("queue", "compute_input", "compute_infer", "compute_output")}}
+
+
+def triton_split(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Per request over one rate's run, Triton's side (means, ms): in the server from
+    arrival to answer (`server_ms`), of which queued for the model instance and in the
+    model (inputs, the forward pass, outputs)."""
+    n = after["requests"] - before["requests"]
+
+    def ms(key: str) -> float:
+        return round((after[key] - before[key]) / n / 1e6, 2) if n else 0.0
+
+    return {"server_ms": ms("request_ns"), "queue_ms": ms("queue_ns"),
+            "model_ms": round(sum(ms(f"{p}_ns") for p in ("compute_input", "compute_infer", "compute_output")), 2)}
+
+
+def _processes(broker: Broker, worker: WorkerProcess, triton) -> dict[str, list[int]]:
+    """The processes on the latency's path, by name (the bench's own: offering producer
+    and collector)."""
+    from bench.profile_pipeline import batcher_of, children
+
+    out = {"worker": [worker.process.pid], "batcher": batcher_of(worker.process.pid),
+           "broker": [broker.process.pid], "bench": [os.getpid()]}
+    if triton is not None:
+        out["triton"] = [triton.process.pid, *children(triton.process.pid)]
+    return out
+
+
+def _cpu(processes: dict[str, list[int]]) -> dict:
+    from bench.profile_pipeline import cpu_seconds, machine_cpu
+
+    return {"at": time.monotonic(), "idle": machine_cpu(),
+            "cpu": {name: sum(cpu_seconds(pid) or 0.0 for pid in pids) for name, pids in processes.items()}}
+
+
+def cores_busy(before: dict, after: dict) -> dict[str, float]:
+    """Cores each process kept busy between two `_cpu` readings, and the machine's idle ones."""
+    wall = after["at"] - before["at"]
+    out = {f"{name}_cores": round((after["cpu"][name] - before["cpu"][name]) / wall, 2) for name in before["cpu"]}
+    idle, total = (a - b for a, b in zip(after["idle"], before["idle"]))
+    out["idle_cores"] = round(idle / max(total, 1) * (os.cpu_count() or 1), 2)
+    return out
+
+
+def worker_split(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Inside the worker over one rate's run, from its /metrics before and after (means):
+      batches             agent batches taken, and input records per batch
+      agent_input_ms      per batch: the agent waiting for its next input from Faust
+      agent_lock_ms       per batch: waiting for the applying lock (a commit or a fill)
+      agent_in_flight_ms  per batch: waiting for a free slot among the batches in flight
+      pending_ms          per member scored: pending before a request took it
+      request_ms          per request: the Triton request (rows built, sent, answered)
+      lists_ms            per request: the answered members' lists and outputs built
+      rows_per_request    rows per Triton request
+    (`latency_stages` gives percentiles between the stages the records' timestamps mark;
+    these say where the time inside the worker goes.)"""
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    def mean_ms(summary: str, per: float) -> float:
+        return round(1000 * delta(f"{summary}_sum") / per, 2) if per else 0.0
+
+    batches = delta(f"{names.INPUT_BATCH_RECORDS}_count")
+    requests = delta(f"{names.TRITON_REQUEST_ROWS}_count")
+    out = {"batches": int(batches),
+           "records_per_batch": round(delta(f"{names.INPUT_BATCH_RECORDS}_sum") / batches, 1) if batches else 0.0}
+    for reason in ("input", "lock", "in_flight"):
+        out[f"agent_{reason}_ms"] = (round(1000 * delta(f'{names.AGENT_WAIT}_sum{{reason="{reason}"}}') / batches, 2)
+                                     if batches else 0.0)
+    out["pending_ms"] = mean_ms(names.seconds("scoring_wait"), delta(f"{names.seconds('scoring_wait')}_count"))
+    out["request_ms"] = mean_ms(names.seconds("scoring_request"), delta(f"{names.seconds('scoring_request')}_count"))
+    out["lists_ms"] = mean_ms(names.seconds("scoring_lists"), delta(f"{names.seconds('scoring_lists')}_count"))
+    out["rows_per_request"] = round(delta(f"{names.TRITON_REQUEST_ROWS}_sum") / requests, 1) if requests else 0.0
+    return out
+
+
 def latency_ms(broker: Broker, worker: WorkerProcess, lines: list[bytes], say: Callable[[str], None],
-               frames_topic: str) -> tuple[dict, dict]:
+               frames_topic: str, triton=None) -> tuple[dict, dict, dict]:
     """Event-to-recommendation-update latency at fixed offered rates, produce time to
-    arrival at a consumer, over every event whose update arrived; and its stages
-    (`latency_stages`, the worker's frames in `frames_topic`)."""
+    arrival at a consumer, over every event whose update arrived; its stages
+    (`latency_stages`, the worker's frames in `frames_topic`); and where the time goes
+    inside the worker (`worker_split`) and, given the `triton` it scores with, inside
+    Triton (`triton_split`), by rate."""
+    inside: dict[str, dict] = {}
+    processes = _processes(broker, worker, triton)
+
     def settler(rate: int, n: int) -> Callable[[dict, dict], None]:
-        before = worker.processed()
+        before = worker.metrics()
+        served = triton_times(triton) if triton is not None else None
+        cpu = _cpu(processes)
 
         def settle(sent: dict, arrivals: dict) -> None:
-            wait_until(lambda: worker.settled(before + n), 300,
+            wait_until(lambda: worker.settled(records_taken(before) + n), 300,
                        f"worker to catch up after {rate} events/s", worker.process)
+            busy = cores_busy(cpu, _cpu(processes))
             time.sleep(1.0)  # the last updates' way to the collector
+            split = worker_split(before, worker.metrics())
+            if served is not None:
+                split.update(triton_split(served, triton_times(triton)))
+            split.update(busy)
+            inside[str(rate)] = split
+            say("    inside: " + ", ".join(f"{k} {v}" for k, v in split.items()))
         return settle
 
-    return _latencies(broker.bootstrap, lines, topics.SHOP_EVENTS, topics.RECOMMENDATIONS, "based_on",
-                      settler, say, lambda sent, arrivals: latency_stages(broker.bootstrap, frames_topic,
-                                                                          sent, arrivals))
+    out, stages = _latencies(broker.bootstrap, lines, topics.SHOP_EVENTS, topics.RECOMMENDATIONS, "based_on",
+                             settler, say, lambda sent, arrivals: latency_stages(broker.bootstrap, frames_topic,
+                                                                                 sent, arrivals))
+    return out, stages, inside

@@ -51,6 +51,27 @@ def report(r: dict) -> str:
               f"{'offered events/s':>17}{'to frame':>16}{'to output':>16}{'to arrival':>16}"]
     for rate, st in r.get("latency_stages_ms", {}).items():
         lines.append(f"{rate:>17}" + "".join(f"{v['p50']:>8.1f} /{v['p99']:>6.1f}" for v in st.values()))
+    inside = r.get("latency_inside", {})
+    if inside:
+        lines += ["", "inside the worker (means over each rate's run, from its /metrics): per agent batch, its",
+                  "waits for input and for a slot in flight; per member, pending before a request took it;",
+                  "per Triton request, the request and the answered members' lists and outputs",
+                  f"{'offered events/s':>17}{'batches':>9}{'records':>9}{'input':>8}{'in flight':>11}"
+                  f"{'pending':>9}{'request':>9}{'lists':>8}{'rows/req':>10}"]
+        for rate, v in inside.items():
+            lines.append(f"{rate:>17}{v['batches']:>9,}{v['records_per_batch']:>9.1f}{v['agent_input_ms']:>8.1f}"
+                         f"{v['agent_in_flight_ms']:>11.1f}{v['pending_ms']:>9.1f}{v['request_ms']:>9.1f}"
+                         f"{v['lists_ms']:>8.1f}{v['rows_per_request']:>10.1f}")
+        lines += ["", "the same runs: per Triton request in the server (ms: all, queued, in the model), and",
+                  "the cores each process kept busy (bench: the offering producer and the collector)",
+                  f"{'offered events/s':>17}{'server':>8}{'queued':>8}{'model':>7}{'worker':>8}{'batcher':>9}"
+                  f"{'broker':>8}{'triton':>8}{'bench':>7}{'idle':>6}"]
+        for rate, v in inside.items():
+            lines.append(f"{rate:>17}{v.get('server_ms', 0):>8.1f}{v.get('queue_ms', 0):>8.1f}"
+                         f"{v.get('model_ms', 0):>7.1f}" + "".join(
+                             f"{v.get(f'{name}_cores', 0):>{w}.2f}" for name, w in
+                             (("worker", 8), ("batcher", 9), ("broker", 8), ("triton", 8), ("bench", 7),
+                              ("idle", 6))))
     lines += ["", "model: Triton (gRPC, one request at a time) vs the same computation in-process",
               f"{'batch':>6}{'Triton rows/s':>15}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'in-process rows/s':>19}{'p50 ms':>9}{'served/in-proc':>16}"]
@@ -59,6 +80,18 @@ def report(r: dict) -> str:
                      f"{t['triton_p99_ms']:>9.2f}{t['in_process_rows_per_s']:>19,.0f}"
                      f"{t['in_process_p50_ms']:>9.2f}"
                      f"{t['triton_rows_per_s'] / t['in_process_rows_per_s']:>15.1%}")
+    inc = r.get("incremental", [])
+    if inc:
+        lines += ["", f"model in-process, members who added one event since their last scoring ({inc[0]['rows']:,}",
+                  "Online Retail rows at 21-49 events): full encoding (length groups) vs incremental",
+                  "(encoder_cache=incremental, warmed with each row's previous one), 1 thread",
+                  f"{'batch':>6}{'full rows/s':>13}{'p50 ms':>9}{'incremental rows/s':>20}{'p50 ms':>9}"
+                  f"{'speed-up':>10}{'positions':>11}"]
+        for t in inc:
+            lines.append(f"{t['batch']:>6}{t['full_rows_per_s']:>13,.0f}{t['full_p50_ms']:>9.2f}"
+                         f"{t['incremental_rows_per_s']:>20,.0f}{t['incremental_p50_ms']:>9.2f}"
+                         f"{t['incremental_rows_per_s'] / t['full_rows_per_s']:>9.2f}x"
+                         f"{t['incremental_positions']:>11,}")
     lines += ["", f"state bytes per member after 50 events: {r['state_bytes_per_member']} "
               f"(member {r['state_member']}, with its churn probability and top-10)"]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from stream.settings import Settings
 
 BATCH_SIZES = (1, 16, 64, 256)
 TRITON_POOL = 60_000  # distinct sequences for the Triton table
+INCREMENTAL_ROWS = 2_048  # members who added one event, for the incremental encoding's table
 
 
 def model_rows(lines: list[bytes], count: int, max_len: int):
@@ -35,6 +36,77 @@ def model_rows(lines: list[bytes], count: int, max_len: int):
     return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
             np.array([r[2] for r in rows], dtype=np.float32),
             np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
+
+
+def prefix_pairs(lines: list[bytes], count: int, max_len: int, every: int = 7):
+    """`count` real rows of members who added one event since their previous scoring, and
+    those previous rows: Online Retail members' sequences at 21 to max_len - 1 events
+    (every `every`-th length of each member), so that no window slid (a slid window
+    keeps no prefix). (previous rows, rows), each as model_rows gives them."""
+    from stream.domain.member_state import MemberState, apply_event, model_inputs
+    from stream.domain.parsing import Rejected, parse_event
+
+    states: dict[str, MemberState] = {}
+    before, after = [], []
+    for line in lines:
+        if len(after) == count:
+            break
+        e = parse_event(line, None, 1 << 20)
+        if isinstance(e, Rejected) or e.member_id.startswith("yc-"):
+            continue
+        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+        if 21 <= s.n_events + 1 < max_len and (s.n_events + 1) % every == 0:
+            before.append(model_inputs(s, max_len))
+            apply_event(s, e, max_len)
+            after.append(model_inputs(s, max_len))
+        else:
+            apply_event(s, e, max_len)
+    return _arrays(before), _arrays(after)
+
+
+def _arrays(rows: list) -> tuple:
+    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
+            np.array([r[2] for r in rows], dtype=np.float32),
+            np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
+
+
+def incremental_table(pairs, loaded) -> list[dict]:
+    """Per batch size, in this process on one thread: the rows of `prefix_pairs` encoded
+    in full (length groups, no cache) and incrementally (models/encoder_cache.py, warmed
+    with every row's previous one, as the served model's cache would be). Each row is
+    asked once per variant: a row asked again would be a full hit."""
+    import torch
+
+    from models.encoder_cache import EncoderCache
+    from models.serving import predict
+
+    model, vocab, hp = loaded
+    (before, after), n = pairs, len(pairs[1][0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        for b in BATCH_SIZES:
+            row = {"batch": b, "rows": n}
+            for label in ("full", "incremental"):
+                cache = EncoderCache() if label == "incremental" else None
+                if cache is not None:
+                    for i in range(0, n, 256):
+                        predict(model, vocab, *(a[i:i + 256] for a in before), k=hp["top_k"], cache=cache)
+                    warmed = cache.positions
+                times = []
+                for i in range(0, n, b):
+                    t = time.perf_counter()
+                    predict(model, vocab, *(a[i:i + b] for a in after), k=hp["top_k"], cache=cache)
+                    times.append(time.perf_counter() - t)
+                row[f"{label}_rows_per_s"] = n / sum(times)
+                row[f"{label}_p50_ms"] = 1000 * statistics.median(times)
+                if cache is not None:
+                    row["incremental_positions"] = cache.positions - warmed  # of the timed rows
+            out.append(row)
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 def _timed(fn: Callable[[int], None], seconds: float) -> list[float]:

@@ -42,7 +42,7 @@ BATCHED_RECORDS = counter("batched_records")  # shop.events records the batcher 
 FRAMES = counter("frames")
 
 # Durations, by the key the processor times them under (`MemberProcessor.timings`).
-PROCESSOR_TIMINGS = ("scoring_wait", "scoring_request", "checkpoint_scoring")
+PROCESSOR_TIMINGS = ("scoring_wait", "scoring_request", "scoring_lists", "checkpoint_scoring")
 AGENT_WAIT = seconds("agent_wait")  # label reason: input, lock, in_flight, publish
 
 # Gauges.

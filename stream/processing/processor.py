@@ -69,9 +69,10 @@ class MemberProcessor:
         self.pending = PendingScoring()
         self.breaker = Breaker("triton scoring", settings.scoring_retry_base_s, settings.scoring_retry_max_s)
         # Seconds spent, as Prometheus summaries (sum, count): pending before a request,
-        # the request itself, and a batch's checkpoint request.
+        # the request itself, the answered members' lists and outputs after it, and a
+        # batch's checkpoint request.
         self.timings: dict[str, list[float]] = {"scoring_wait": self.pending.wait, "scoring_request": [0.0, 0],
-                                                "checkpoint_scoring": [0.0, 0]}
+                                                "scoring_lists": [0.0, 0], "checkpoint_scoring": [0.0, 0]}
 
     @property
     def pending_ready(self):
@@ -260,8 +261,9 @@ class MemberProcessor:
             return out
         scored_at = [state.n_events for state in take]
         scores = await self._score([self._row(state, 0.0) for state in take], out)
+        answered = time.monotonic()
         request = self.timings["scoring_request"]
-        request[0] += time.monotonic() - now
+        request[0] += answered - now
         request[1] += 1
         for row, state in enumerate(take):
             member = state.member_id
@@ -277,6 +279,9 @@ class MemberProcessor:
                 self._publish(state, (), (), True, out)
                 self.pending.mark(state)
             out.changed[member] = state
+        lists = self.timings["scoring_lists"]
+        lists[0] += time.monotonic() - answered
+        lists[1] += 1
         self.totals.update(out.counts)
         return out
 
