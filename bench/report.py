@@ -83,7 +83,7 @@ def report(r: dict) -> str:
     inc = r.get("incremental", [])
     if inc:
         lines += ["", f"model in-process, members who added one event since their last scoring ({inc[0]['rows']:,}",
-                  "Online Retail rows at 21-49 events): full encoding (length groups) vs incremental",
+                  "Online Retail members, one row each, at 21-49 events): full encoding (length groups) vs incremental",
                   "(encoder_cache=incremental, warmed with each row's previous one), 1 thread",
                   f"{'batch':>6}{'full rows/s':>13}{'p50 ms':>9}{'incremental rows/s':>20}{'p50 ms':>9}"
                   f"{'speed-up':>10}{'positions':>11}"]

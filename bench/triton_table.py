@@ -38,15 +38,18 @@ def model_rows(lines: list[bytes], count: int, max_len: int):
             np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
 
 
-def prefix_pairs(lines: list[bytes], count: int, max_len: int, every: int = 7):
-    """`count` real rows of members who added one event since their previous scoring, and
-    those previous rows: Online Retail members' sequences at 21 to max_len - 1 events
-    (every `every`-th length of each member), so that no window slid (a slid window
-    keeps no prefix). (previous rows, rows), each as model_rows gives them."""
+def prefix_pairs(lines: list[bytes], count: int, max_len: int):
+    """Up to `count` real rows of members who added one event since their previous
+    scoring, and those previous rows: one per Online Retail member, at a length from 21
+    to max_len - 1 events (spread over the members), so that no window slid (a slid
+    window keeps no prefix). One per member, as a served cache sees a member's sequence
+    only grow: a second, longer prefix of the same member would take the slot of the
+    first. (previous rows, rows), each as model_rows gives them."""
     from stream.domain.member_state import MemberState, apply_event, model_inputs
     from stream.domain.parsing import Rejected, parse_event
 
     states: dict[str, MemberState] = {}
+    at: dict[str, int] = {}  # member -> the length of their row
     before, after = [], []
     for line in lines:
         if len(after) == count:
@@ -54,8 +57,11 @@ def prefix_pairs(lines: list[bytes], count: int, max_len: int, every: int = 7):
         e = parse_event(line, None, 1 << 20)
         if isinstance(e, Rejected) or e.member_id.startswith("yc-"):
             continue
-        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
-        if 21 <= s.n_events + 1 < max_len and (s.n_events + 1) % every == 0:
+        s = states.get(e.member_id)
+        if s is None:
+            s = states[e.member_id] = MemberState(e.member_id, 0)
+            at[e.member_id] = 21 + len(at) % (max_len - 21)
+        if s.n_events + 1 == at[e.member_id]:
             before.append(model_inputs(s, max_len))
             apply_event(s, e, max_len)
             after.append(model_inputs(s, max_len))
