@@ -266,10 +266,11 @@ def _cpu(processes: dict[str, list[int]]) -> dict:
 
 def cores_busy(before: dict, after: dict) -> dict[str, float]:
     """Cores each process kept busy between two `_cpu` readings, and the machine's idle ones."""
+    from bench.profile_pipeline import idle_cores
+
     wall = after["at"] - before["at"]
     out = {f"{name}_cores": round((after["cpu"][name] - before["cpu"][name]) / wall, 2) for name in before["cpu"]}
-    idle, total = (a - b for a, b in zip(after["idle"], before["idle"]))
-    out["idle_cores"] = round(idle / max(total, 1) * (os.cpu_count() or 1), 2)
+    out["idle_cores"] = round(idle_cores(before["idle"], after["idle"], os.cpu_count() or 1), 2)
     return out
 
 
@@ -298,9 +299,10 @@ def worker_split(before: dict[str, float], after: dict[str, float]) -> dict:
     for reason in ("input", "lock", "in_flight"):
         out[f"agent_{reason}_ms"] = (round(1000 * delta(f'{names.AGENT_WAIT}_sum{{reason="{reason}"}}') / batches, 2)
                                      if batches else 0.0)
-    out["pending_ms"] = mean_ms(names.seconds("scoring_wait"), delta(f"{names.seconds('scoring_wait')}_count"))
-    out["request_ms"] = mean_ms(names.seconds("scoring_request"), delta(f"{names.seconds('scoring_request')}_count"))
-    out["lists_ms"] = mean_ms(names.seconds("scoring_lists"), delta(f"{names.seconds('scoring_lists')}_count"))
+    for key, timing in (("pending_ms", "scoring_wait"), ("request_ms", "scoring_request"),
+                        ("lists_ms", "scoring_lists")):
+        summary = names.seconds(timing)
+        out[key] = mean_ms(summary, delta(f"{summary}_count"))
     out["rows_per_request"] = round(delta(f"{names.TRITON_REQUEST_ROWS}_sum") / requests, 1) if requests else 0.0
     return out
 

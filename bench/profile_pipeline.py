@@ -86,6 +86,11 @@ def machine_cpu() -> tuple[int, int]:
     return ticks[3] + ticks[4], sum(ticks)
 
 
+def idle_cores(before: tuple[int, int], after: tuple[int, int], cores: int) -> float:
+    """Cores the machine left idle between two `machine_cpu` readings."""
+    return (after[0] - before[0]) / max(1, after[1] - before[1]) * cores
+
+
 def cpu_table(before: dict, after: dict, seconds: float, events: int, cores: int) -> str:
     """Per process: cores kept busy and CPU time per event over the catch-up."""
     lines = ["| process | cores busy | CPU µs per event |", "|---|---|---|"]
@@ -97,7 +102,7 @@ def cpu_table(before: dict, after: dict, seconds: float, events: int, cores: int
         used = end - start
         total += used
         lines.append(f"| {name} | {used / seconds:.2f} | {1e6 * used / events:.1f} |")
-    idle = (after["idle"][0] - before["idle"][0]) / max(1, after["idle"][1] - before["idle"][1]) * cores
+    idle = idle_cores(before["idle"], after["idle"], cores)
     lines.append(f"| all of the above | {total / seconds:.2f} | {1e6 * total / events:.1f} |")
     lines.append(f"| machine idle | {idle:.2f} | |")
     return "\n".join(lines) + "\n"

@@ -33,9 +33,7 @@ def model_rows(lines: list[bytes], count: int, max_len: int):
             apply_event(s, e, max_len)
             if s.n_events >= max_len:
                 rows.append(model_inputs(s, max_len))
-    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
-            np.array([r[2] for r in rows], dtype=np.float32),
-            np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))
+    return _arrays(rows)
 
 
 def prefix_pairs(lines: list[bytes], count: int, max_len: int):
@@ -71,6 +69,7 @@ def prefix_pairs(lines: list[bytes], count: int, max_len: int):
 
 
 def _arrays(rows: list) -> tuple:
+    """model_inputs rows as the model's input arrays, each scored a week after its newest event."""
     return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
             np.array([r[2] for r in rows], dtype=np.float32),
             np.full((len(rows), 1), 7 * 86400.0, dtype=np.float32))

@@ -233,9 +233,7 @@ class MemberProcessor:
         if prepared.rows:
             t = time.monotonic()
             scores = await self._score(prepared.rows, out)
-            timing = self.timings["checkpoint_scoring"]
-            timing[0] += time.monotonic() - t
-            timing[1] += 1
+            self._took("checkpoint_scoring", t)
             if scores is None:
                 return None
         explain = to_explain(prepared.steps, prepared.rows, scores, self.s.churn_alert_threshold)
@@ -261,10 +259,7 @@ class MemberProcessor:
             return out
         scored_at = [state.n_events for state in take]
         scores = await self._score([self._row(state, 0.0) for state in take], out)
-        answered = time.monotonic()
-        request = self.timings["scoring_request"]
-        request[0] += answered - now
-        request[1] += 1
+        answered = self._took("scoring_request", now)
         for row, state in enumerate(take):
             member = state.member_id
             if self.cache.get(member) is not state or state.n_events != scored_at[row]:
@@ -279,11 +274,17 @@ class MemberProcessor:
                 self._publish(state, (), (), True, out)
                 self.pending.mark(state)
             out.changed[member] = state
-        lists = self.timings["scoring_lists"]
-        lists[0] += time.monotonic() - answered
-        lists[1] += 1
+        self._took("scoring_lists", answered)
         self.totals.update(out.counts)
         return out
+
+    def _took(self, timing: str, started: float) -> float:
+        """Count one `timing` that began at monotonic time `started`; returns now."""
+        now = time.monotonic()
+        kept = self.timings[timing]
+        kept[0] += now - started
+        kept[1] += 1
+        return now
 
     def _publish(self, state: MemberState, items, item_scores, fallback: bool, out: BatchResult) -> None:
         """The member's pending scoring answered: a recommendation update if the top-K changed."""
