@@ -235,8 +235,13 @@ def evaluate_stream(log: Path = typer.Argument(..., help="contract event log (JS
 @cli.command()
 def bench(out: Path = typer.Option(Path("bench/results.json"), help="results file (JSON)")) -> None:
     """Throughput of the pipeline against raw aiokafka and a trivial Faust agent, Triton per batch size."""
-    from bench.bench import run as run_bench
+    import logging
 
+    from bench.bench import run as run_bench
+    from stream.log_limit import limit_root_handlers
+
+    logging.basicConfig(level=logging.WARNING)  # the processor's lines rate limited, as in a worker
+    limit_root_handlers()
     if out.is_dir():
         raise CliError(f"{out} is a directory, expected a file path")
     run_bench(Settings(), out, say)
