@@ -13,6 +13,9 @@ vocabulary lacks).
   `window` previous events within `window_s` before it, weighted by the
   event's type and 1 / distance (nearest counts most), in both directions.
   Each item keeps its `kept` strongest neighbours (pruned at twice that).
+  Items are numbered as they are first paired (`ids`, `names`), so a member's
+  related items are summed over numpy arrays of those numbers (`related_arrays`:
+  up to ten rows of up to 200 neighbours for every list made).
 
 Per worker: each counts the events of the partitions it owns (a random
 share of the members), and starts empty; after a restart it counts again
@@ -22,8 +25,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from array import array
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from itertools import repeat
+from typing import Collection, Iterable, Optional, Sequence
+
+import numpy as np
 
 from stream.contract.schemas import EVENT_TYPES
 from stream.domain.event_time import DAY_MS
@@ -50,12 +57,17 @@ class ItemStats:
         self.half_life_ms = config.half_life_days * DAY_MS
         self.ref_ms: Optional[int] = None
         self.popularity: dict[str, float] = {}
-        self.pairs: dict[str, dict[str, float]] = {}
-        self.totals: dict[str, float] = {}  # each item's summed pair weight
+        # Co-occurrence by item number: number -> its row of neighbours.
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+        self.pairs: dict[int, _Row] = {}
+        self._sums = np.zeros(0)  # scratch of related_arrays, zero between calls
+        self._marks = np.zeros(0, bool)  # scratch of marked, false between calls
         self.categories: dict[str, str] = {}
         self.events = 0
         self._top: Optional[list[tuple[str, float]]] = None
         self._top_at = 0  # `events` when the trending list was ranked
+        self._scaled_top: tuple = (None, 0, {})  # (ranking, n, its n best scaled to the best 1)
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -73,7 +85,7 @@ class ItemStats:
         if weight <= 0.0:
             return
         self._count(item, ts, weight)
-        earliest, seen = ts - self.c.window_s * 1000, {item}
+        earliest, seen, a = ts - self.c.window_s * 1000, {item}, None
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -83,8 +95,11 @@ class ItemStats:
             seen.add(other)
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
             if w > 0.0:
-                self._pair(item, other, w)
-                self._pair(other, item, w)
+                if a is None:
+                    a = self._number(item)
+                b = self._number(other)
+                self._pair(a, b, w)
+                self._pair(b, a, w)
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
         """Count the event just applied to `state` at event time `ts` (the newest, or
@@ -110,14 +125,27 @@ class ItemStats:
             self.ref_ms, exponent = ts, 0.0
         self.popularity[item] = self.popularity.get(item, 0.0) + weight * 2.0 ** exponent
 
-    def _pair(self, a: str, b: str, w: float) -> None:
+    def _number(self, item: str) -> int:
+        n = self.ids.get(item)
+        if n is None:
+            n = self.ids[item] = len(self.names)
+            self.names.append(item)
+        return n
+
+    def _pair(self, a: int, b: int, w: float) -> None:
         row = self.pairs.get(a)
         if row is None:
-            row = self.pairs[a] = {}
-        row[b] = row.get(b, 0.0) + w
-        self.totals[a] = self.totals.get(a, 0.0) + w
-        if len(row) > 2 * self.c.kept:
-            self.pairs[a] = dict(heapq.nlargest(self.c.kept, row.items(), key=lambda p: (p[1], p[0])))
+            row = self.pairs[a] = _Row()
+        row.total += w
+        at = row.slots.get(b)
+        if at is not None:
+            row.weights[at] += w
+            return
+        row.slots[b] = len(row.numbers)
+        row.numbers.append(b)
+        row.weights.append(w)
+        if len(row.numbers) > 2 * self.c.kept:
+            self.pairs[a] = row.strongest(self.c.kept, self.names)
 
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
@@ -134,20 +162,101 @@ class ItemStats:
             self._top_at = self.events
         return top[:n]
 
-    def related(self, recent: Sequence[str], limit: int = 10) -> dict[str, float]:
+    def trending_scaled(self, n: int) -> dict[str, float]:
+        """`trending(n)` as {item: score / the best score}, kept while the ranking is."""
+        top = self.trending(n)
+        ranking, kept_n, scaled = self._scaled_top
+        if ranking is not self._top or kept_n != n:
+            best = top[0][1] if top else 0.0
+            scaled = {i: v / best for i, v in top} if best > 0 else {}
+            self._scaled_top = (self._top, n, scaled)
+        return scaled
+
+    def related_arrays(self, recent: Sequence[str], limit: int = 10,
+                       among: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Items bought or viewed with the member's `limit` newest distinct items
         (`recent`, newest last), each neighbour list normalised to sum 1 and the newer
-        items weighted more (1 / rank)."""
-        out: dict[str, float] = {}
+        items weighted more (1 / rank): (item numbers, their scores, the scores of the
+        item numbers `among`, 0 for those not related). An item that neighbours several
+        of the member's items comes once for each, with its summed score every time.
+
+        Each item's score is summed in the order a loop over the rows would sum it (a
+        row's weight times the neighbour's, newest row first), so the floats are those
+        of that loop (tests/unit/domain/test_item_stats.py)."""
+        numbers, weights, factors, lengths = [], [], [], []
         rank = 0
         for item in dict.fromkeys(reversed(recent)):
             if rank == limit:
                 break
             rank += 1
-            row, total = self.pairs.get(item), self.totals.get(item)
-            if not row or not total:
+            row = self.pairs.get(self.ids.get(item, -1))
+            if row is None or not row.numbers or not row.total:
                 continue
-            w = 1.0 / (rank * total)
-            for other, v in row.items():
-                out[other] = out.get(other, 0.0) + w * v
+            numbers.append(np.frombuffer(row.numbers, np.int64))
+            weights.append(np.frombuffer(row.weights, np.float64))
+            factors.append(1.0 / (rank * row.total))
+            lengths.append(len(row.numbers))
+        among = np.empty(0, np.int64) if among is None else among
+        if not numbers:
+            return np.empty(0, np.int64), np.empty(0), np.zeros(len(among))
+        keys = np.concatenate(numbers)  # copies: no view is left to pin a row's arrays
+        scores = np.concatenate(weights) * np.repeat(factors, lengths)
+        del numbers, weights
+        if len(self._sums) < len(self.names):
+            self._sums = np.zeros(2 * len(self.names))
+        sums = self._sums
+        np.add.at(sums, keys, scores)  # in order, from 0.0: as the loop sums
+        out, known = sums[keys], sums[among]
+        sums[keys] = 0.0
+        return keys, out, known
+
+    def neighbours(self, item: str) -> dict[str, float]:
+        """The item's kept neighbours and their summed pair weights."""
+        row = self.pairs.get(self.ids.get(item, -1))
+        return {} if row is None else {self.names[n]: w for n, w in zip(row.numbers, row.weights)}
+
+    def numbers_of(self, items: Collection[str]) -> np.ndarray:
+        """The numbers of those of `items` that were ever paired."""
+        numbers = np.fromiter(map(self.ids.get, items, repeat(-1, len(items))), np.int64, len(items))
+        return numbers[numbers >= 0]
+
+    def marked(self, numbers: np.ndarray, among: np.ndarray) -> np.ndarray:
+        """Which of `numbers` are in `among` (both item numbers)."""
+        if len(self._marks) < len(self.names):
+            self._marks = np.zeros(2 * len(self.names), bool)
+        marks = self._marks
+        marks[among] = True
+        out = marks[numbers]
+        marks[among] = False
         return out
+
+    def related(self, recent: Sequence[str], limit: int = 10) -> dict[str, float]:
+        """`related_arrays` as {item id: score}."""
+        numbers, scores, _ = self.related_arrays(recent, limit)
+        names = self.names
+        return {names[n]: v for n, v in zip(numbers.tolist(), scores.tolist())}
+
+
+class _Row:
+    """One item's neighbours: their numbers and summed weights side by side, in arrays
+    that numpy reads without a copy; `slots` finds a neighbour's place. `total` is the
+    item's summed pair weight, the neighbours pruned away included."""
+    __slots__ = ("slots", "numbers", "weights", "total")
+
+    def __init__(self, numbers=(), weights=(), total: float = 0.0):
+        self.numbers = array("q", numbers)
+        self.weights = array("d", weights)
+        self.slots = {n: at for at, n in enumerate(self.numbers)}
+        self.total = total
+
+    def strongest(self, kept: int, names: list[str]) -> "_Row":
+        """The row of the `kept` strongest neighbours (of equal weights, the greatest
+        item ids, as heapq.nlargest by (weight, id) keeps them)."""
+        weights = np.array(self.weights)
+        numbers = np.array(self.numbers, np.int64)
+        cut = np.partition(weights, len(weights) - kept)[len(weights) - kept]  # the kept-th largest
+        above = np.flatnonzero(weights > cut)
+        tied = np.flatnonzero(weights == cut).tolist()
+        tied.sort(key=lambda at: names[numbers[at]], reverse=True)
+        chosen = above.tolist() + tied[:kept - len(above)]
+        return _Row(numbers[chosen].tolist(), weights[chosen].tolist(), self.total)

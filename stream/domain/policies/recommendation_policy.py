@@ -13,6 +13,8 @@ import heapq
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
+
 from stream.domain.event_time import DAY_MS, rfc3339
 from stream.domain.item_stats import TYPE_WEIGHT_BY_CODE, ItemStats
 from stream.domain.member_state import PURCHASE, MemberState
@@ -72,6 +74,11 @@ class Blend:
     include_categories: frozenset = frozenset()  # only items of these categories (empty: any)
     exclude_categories: frozenset = frozenset()
 
+    @property
+    def filters(self) -> bool:
+        """Whether any item filter is set (without one, `allows` is true of every item)."""
+        return self.catalogue is not None or bool(self.include_categories or self.exclude_categories)
+
     def allows(self, item: str, stats: ItemStats) -> bool:
         if self.catalogue is not None and item not in self.catalogue:
             return False
@@ -122,58 +129,84 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
     trending list fills up what the member's own signals leave (a signal of weight 0
     gives no candidates: the list may then be shorter than k).
     """
+    banned = _bought_recently(state, blend.exclude_bought_within_days)
     signals = {
         "model": (blend.model, _scaled(dict(zip(model_items, map(float, model_scores))))),
         "repeat": (blend.repeat, _scaled(repeat_scores(state, blend.repeat_half_life_days))),
-        "related": (blend.related, _scaled(stats.related(state.items, blend.related_items))),
-        "trending": (blend.trending, _scaled(dict(stats.trending(_TRENDING_CANDIDATES)))),
+        "related": (blend.related, {}),
+        "trending": (blend.trending, stats.trending_scaled(_TRENDING_CANDIDATES)),
     }
-    banned = _bought_recently(state, blend.exclude_bought_within_days)
     owned = signals["repeat"][1]
-    weight, related = signals["related"]
-    if weight > 0.0 and len(related) > k:
+    if blend.related > 0.0:
         others = owned.keys() | {i for name in ("model", "trending") if signals[name][0] > 0.0
                                  for i in signals[name][1]}
-        signals["related"] = (weight, _top_related(related, weight, others, k,
-                                                   lambda i: i not in banned and blend.allows(i, stats)))
+        signals["related"] = (blend.related, _related(state, stats, blend, k, others, banned))
     total: dict[str, float] = {}
-    best: dict[str, tuple[float, str]] = {}
-    for name, (weight, scores) in signals.items():
-        if weight <= 0.0:
-            continue
-        for item, v in scores.items():
-            part = weight * v
-            total[item] = total.get(item, 0.0) + part
-            if part > best.get(item, (-1.0, ""))[0]:
-                best[item] = (part, name)
+    for weight, scores in signals.values():
+        if weight > 0.0:
+            for item, v in scores.items():
+                total[item] = total.get(item, 0.0) + weight * v
     norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
-    ranked = sorted((i for i in total if i not in banned and blend.allows(i, stats)),
-                    key=lambda i: (-total[i], i))
-    own = [i for i in ranked if i in owned]
-    new = [i for i in ranked if i not in owned]
+    passing = [i for i in total if i not in banned and blend.allows(i, stats)] if banned or blend.filters else total
+    own = [i for i in passing if i in owned]
+    new = [i for i in passing if i not in owned]
     n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
-    chosen = set(own[:n_own] + new[:k - min(n_own, len(own))])
-    ranked = [i for i in ranked if i in chosen]
-    return [(i, round(total[i] / norm, 6), REASONS[best[i][1]]) for i in ranked]
+    by_rank = lambda i: (-total[i], i)  # noqa: E731
+    own = heapq.nsmallest(n_own, own, key=by_rank) if n_own else []
+    chosen = sorted(own + heapq.nsmallest(k - len(own), new, key=by_rank), key=by_rank)
+    return [(i, round(total[i] / norm, 6), REASONS[_strongest(i, signals)]) for i in chosen]
 
 
-def _top_related(related: dict[str, float], weight: float, others, k: int, passes) -> dict[str, float]:
-    """The related scores that can reach a top k: those of items another signal (or the
-    member's own history) scores too, and the k best of the rest that `passes` the
-    filters (ties by item id, as the blend ranks). An item only related ranks by its
-    related score alone and is new to the member, so no other can: the list is the one
-    all of them would give (tests/unit/domain/test_policies.py holds it to that)."""
-    kept = {i: v for i, v in related.items() if i in others}
-    rest = [(-weight * v, i) for i, v in related.items() if i not in others]  # as the blend sums it
+def _strongest(item: str, signals: dict) -> str:
+    """The signal that gave the item the largest part of its score (the first of equals)."""
+    best, name = -1.0, ""
+    for signal, (weight, scores) in signals.items():
+        if weight > 0.0 and item in scores and weight * scores[item] > best:
+            best, name = weight * scores[item], signal
+    return name
+
+
+def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, others,
+             banned: set[str]) -> dict[str, float]:
+    """The related scores (scaled to the best 1) that can reach a top k: those of items
+    another signal (or the member's own history) scores too, and the k best of the rest
+    that pass the filters (ties by item id, as the blend ranks). An item only related
+    ranks by its related score alone and is new to the member, so no other can: the
+    list is the one all of them would give (tests/unit/domain/test_policies.py holds it
+    to that). Summed and ranked over numpy arrays: a member's related items number up
+    to some thousands, the rest of the blend a few hundred."""
+    known = stats.numbers_of(others)
+    numbers, raw, raw_known = stats.related_arrays(state.items, blend.related_items, known)
+    if not len(raw):
+        return {}
+    best = raw.max()
+    if not best > 0.0:
+        return {}
+    scaled, names = raw / best, stats.names
+    if len(scaled) <= k:
+        return dict(zip([names[n] for n in numbers.tolist()], scaled.tolist()))
+    related = raw_known > 0.0  # the known items' scores read once each (numbers may repeat)
+    kept = dict(zip([names[n] for n in known[related].tolist()], (raw_known[related] / best).tolist()))
+    outside = ~stats.marked(numbers, known)
+    rest, rest_scaled = numbers[outside], scaled[outside]
+    parts = blend.related * rest_scaled  # as the blend sums them
     n = 2 * k
     while True:
-        top = heapq.nsmallest(n, rest)
-        passing = [i for _, i in top if passes(i)]
-        if len(passing) >= k or n >= len(rest):
+        if n < len(parts):  # the n best and whatever ties the n-th
+            top = np.flatnonzero(parts >= np.partition(parts, len(parts) - n)[len(parts) - n])
+        else:
+            top = np.arange(len(parts))
+        ranked = sorted(zip((-parts[top]).tolist(), [names[r] for r in rest[top].tolist()], top.tolist()))
+        passing, seen = [], set()
+        for _, i, at in ranked:  # an item related to several of the member's comes once each
+            if i not in seen and (not (banned or blend.filters) or (i not in banned and blend.allows(i, stats))):
+                passing.append((i, at))
+            seen.add(i)
+        if len(passing) >= k or n >= len(parts):
             break
         n *= 4
-    for i in passing[:k]:
-        kept[i] = related[i]
+    for i, at in passing[:k]:
+        kept[i] = float(rest_scaled[at])
     return kept
 
 
