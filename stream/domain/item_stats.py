@@ -67,7 +67,6 @@ class ItemStats:
         self.events = 0
         self._top: Optional[list[tuple[str, float]]] = None
         self._top_at = 0  # `events` when the trending list was ranked
-        self._scaled_top: tuple = (None, 0, {})  # (ranking, n, its n best scaled to the best 1)
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -162,16 +161,6 @@ class ItemStats:
             self._top_at = self.events
         return top[:n]
 
-    def trending_scaled(self, n: int) -> dict[str, float]:
-        """`trending(n)` as {item: score / the best score}, kept while the ranking is."""
-        top = self.trending(n)
-        ranking, kept_n, scaled = self._scaled_top
-        if ranking is not self._top or kept_n != n:
-            best = top[0][1] if top else 0.0
-            scaled = {i: v / best for i, v in top} if best > 0 else {}
-            self._scaled_top = (self._top, n, scaled)
-        return scaled
-
     def related_arrays(self, recent: Sequence[str], limit: int = 10,
                        among: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Items bought or viewed with the member's `limit` newest distinct items
@@ -202,9 +191,7 @@ class ItemStats:
         keys = np.concatenate(numbers)  # copies: no view is left to pin a row's arrays
         scores = np.concatenate(weights) * np.repeat(factors, lengths)
         del numbers, weights
-        if len(self._sums) < len(self.names):
-            self._sums = np.zeros(2 * len(self.names))
-        sums = self._sums
+        sums = self._sums = _room(self._sums, len(self.names))
         np.add.at(sums, keys, scores)  # in order, from 0.0: as the loop sums
         out, known = sums[keys], sums[among]
         sums[keys] = 0.0
@@ -222,9 +209,7 @@ class ItemStats:
 
     def marked(self, numbers: np.ndarray, among: np.ndarray) -> np.ndarray:
         """Which of `numbers` are in `among` (both item numbers)."""
-        if len(self._marks) < len(self.names):
-            self._marks = np.zeros(2 * len(self.names), bool)
-        marks = self._marks
+        marks = self._marks = _room(self._marks, len(self.names))
         marks[among] = True
         out = marks[numbers]
         marks[among] = False
@@ -235,6 +220,12 @@ class ItemStats:
         numbers, scores, _ = self.related_arrays(recent, limit)
         names = self.names
         return {names[n]: v for n, v in zip(numbers.tolist(), scores.tolist())}
+
+
+def _room(scratch: np.ndarray, n: int) -> np.ndarray:
+    """A zeroed scratch array of at least n entries: `scratch` itself while it has them
+    (its callers leave it zero), else a new one of twice n."""
+    return scratch if len(scratch) >= n else np.zeros(2 * n, scratch.dtype)
 
 
 class _Row:

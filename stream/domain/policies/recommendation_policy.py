@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -134,20 +134,22 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
         "model": (blend.model, _scaled(dict(zip(model_items, map(float, model_scores))))),
         "repeat": (blend.repeat, _scaled(repeat_scores(state, blend.repeat_half_life_days))),
         "related": (blend.related, {}),
-        "trending": (blend.trending, stats.trending_scaled(_TRENDING_CANDIDATES)),
+        "trending": (blend.trending, _scaled(dict(stats.trending(_TRENDING_CANDIDATES)))),
     }
     owned = signals["repeat"][1]
+    # Without a filter or a recent purchase to exclude, every item passes: no call per item.
+    passes = (lambda i: i not in banned and blend.allows(i, stats)) if banned or blend.filters else None
     if blend.related > 0.0:
         others = owned.keys() | {i for name in ("model", "trending") if signals[name][0] > 0.0
                                  for i in signals[name][1]}
-        signals["related"] = (blend.related, _related(state, stats, blend, k, others, banned))
+        signals["related"] = (blend.related, _related(state, stats, blend, k, others, passes))
     total: dict[str, float] = {}
     for weight, scores in signals.values():
         if weight > 0.0:
             for item, v in scores.items():
                 total[item] = total.get(item, 0.0) + weight * v
     norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
-    passing = [i for i in total if i not in banned and blend.allows(i, stats)] if banned or blend.filters else total
+    passing = total if passes is None else [i for i in total if passes(i)]
     own = [i for i in passing if i in owned]
     new = [i for i in passing if i not in owned]
     n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
@@ -167,10 +169,10 @@ def _strongest(item: str, signals: dict) -> str:
 
 
 def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, others,
-             banned: set[str]) -> dict[str, float]:
+             passes: Optional[Callable[[str], bool]]) -> dict[str, float]:
     """The related scores (scaled to the best 1) that can reach a top k: those of items
     another signal (or the member's own history) scores too, and the k best of the rest
-    that pass the filters (ties by item id, as the blend ranks). An item only related
+    that `passes` the filters (None: every item; ties by item id, as the blend ranks). An item only related
     ranks by its related score alone and is new to the member, so no other can: the
     list is the one all of them would give (tests/unit/domain/test_policies.py holds it
     to that). Summed and ranked over numpy arrays: a member's related items number up
@@ -199,7 +201,7 @@ def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, others,
         ranked = sorted(zip((-parts[top]).tolist(), [names[r] for r in rest[top].tolist()], top.tolist()))
         passing, seen = [], set()
         for _, i, at in ranked:  # an item related to several of the member's comes once each
-            if i not in seen and (not (banned or blend.filters) or (i not in banned and blend.allows(i, stats))):
+            if i not in seen and (passes is None or passes(i)):
                 passing.append((i, at))
             seen.add(i)
         if len(passing) >= k or n >= len(parts):
