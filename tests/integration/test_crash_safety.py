@@ -19,6 +19,7 @@ from stream.domain.dead_letter import dead_letter_id
 from stream.kafka.admin import ensure_topics
 from stream.kafka.batcher import Batcher
 from stream.tools.launcher import LaunchError, WorkerProcess, records_taken, start_broker, wait_until
+from tests.fixtures.expected import order_anomalies
 
 from .conftest import Cluster, excerpt_lines, settings, sigkill
 from .test_pipeline import _valid_by_member
@@ -82,6 +83,7 @@ def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
     alerts = cluster.read_json(topics.CHURN_ALERTS, idle_s=1.0)
     segments = cluster.read_json(topics.SEGMENTS, idle_s=1.0)
     dead_letters = cluster.read(topics.DEAD_LETTER, idle_s=1.0)
+    anomalies = cluster.read_json(topics.ANOMALIES, idle_s=1.0)
     final_recs = {}
     for r in cluster.read_json(topics.RECOMMENDATIONS, idle_s=1.0):  # one member: one partition, in order
         final_recs[r["member_id"]] = [i["item_id"] for i in r["items"]]
@@ -95,8 +97,9 @@ def _outcome(cluster: Cluster, worker: WorkerProcess, members) -> dict:
         "dead_letters": {d.value for d in dead_letters},
         # Every id sent, repeats included (a consumer drops them by id).
         "ids": {topics.SEGMENTS: [s["change_id"] for s in segments],
-                topics.ANOMALIES: [a["anomaly_id"] for a in cluster.read_json(topics.ANOMALIES, idle_s=1.0)],
+                topics.ANOMALIES: [a["anomaly_id"] for a in anomalies],
                 topics.DEAD_LETTER: [dict(d.headers)["dead_letter_id"].decode() for d in dead_letters]},
+        "order_anomaly_ids": {a["anomaly_id"] for a in order_anomalies(anomalies)},
     }
 
 
@@ -266,9 +269,10 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     assert got["alerts"] == clean["alerts"]  # member, event time, probability, reasons
     assert got["segments"] == clean["segments"]
     # Those sent again after the crash carry the ids they had: the clean run's ids, none missing
-    # (dead letters: those of this broker's log, whose unkeyed lines went to other partitions).
-    assert {t: set(got["ids"][t]) for t in (topics.SEGMENTS, topics.ANOMALIES)} == {
-        t: set(clean["ids"][t]) for t in (topics.SEGMENTS, topics.ANOMALIES)}
+    # (dead letters: those of this broker's log, whose unkeyed lines went to other partitions;
+    # anomalies: those the log decides alone, tests/fixtures/expected.order_anomalies).
+    assert set(got["ids"][topics.SEGMENTS]) == set(clean["ids"][topics.SEGMENTS])
+    assert got["order_anomaly_ids"] == clean["order_anomaly_ids"] and len(clean["order_anomaly_ids"]) == 5
     assert set(got["ids"][topics.DEAD_LETTER]) == _dead_letter_ids_of_the_log(cluster)
     assert len(set(got["ids"][topics.DEAD_LETTER])) == 22
     assert got["final_recommendations"] == clean["final_recommendations"]

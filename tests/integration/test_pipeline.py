@@ -12,6 +12,7 @@ from stream.contract import topics
 from stream.domain.policies.churn_policy import alert_id
 
 from stream.tools.launcher import start_broker
+from tests.fixtures.expected import order_anomalies
 
 from .conftest import Cluster, excerpt_lines
 
@@ -162,13 +163,9 @@ def test_without_frames_the_same_log_decides_the_same(triton, tmp_path, run):
         assert d["memberstream_frames_total"] >= 1 and d["memberstream_batched_records_total"] == len(lines)
         for name in ("events", "dead_lettered", "duplicates", "alerts"):
             assert m[f"memberstream_{name}_total"] == d[f"memberstream_{name}_total"], name
-        # The order anomalies are a function of the log: the same ones, ids and all.
-        # UNLIKELY_SEQUENCE compares events with the member's last scoring, which depends
-        # on timing (docs/DESIGN.md section 8, "Anomalies"): not compared.
-        orders = [{(a["anomaly_id"], a["member_id"], tuple(a["event_ids"]),
-                    tuple(r["code"] for r in a["reasons"]))
-                   for a in c.read_json(topics.ANOMALIES, count=int(x["memberstream_anomalies_total"]))
-                   if all(r["code"] != "UNLIKELY_SEQUENCE" for r in a["reasons"])}
+        # The anomalies the log decides alone: the same ones, ids and all (order_anomalies).
+        orders = [{(a["anomaly_id"], a["member_id"], tuple(a["event_ids"]), tuple(r["code"] for r in a["reasons"]))
+                   for a in order_anomalies(c.read_json(topics.ANOMALIES, count=int(x["memberstream_anomalies_total"])))}
                   for c, x in ((cluster, m), (cluster_default, d))]
         assert orders[0] == orders[1] and len(orders[0]) >= 1, orders
         # The same checkpoints came due; how many needed a request of their own depends on
