@@ -62,7 +62,9 @@ evaluate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/memberstream bench
 
-# The GPU serving path (needs an NVIDIA GPU; bench/RESULTS-gpu.md).
+# The GPU serving path (needs an NVIDIA GPU; bench/RESULTS-gpu.md and RESULTS.md's GPU section):
+# bf16 and fp32, full and incremental encoding, batches 1-1,024, against the CPU path.
+# `python -m bench.gpu --device cpu` runs the same measures on the CPU (a dry run).
 bench-gpu: $(STAMP)
 	$(BIN)/python -m bench.gpu
 

@@ -1,22 +1,30 @@
-"""The GPU serving path (issue 4, part 4), for a machine with an NVIDIA GPU.
+"""The GPU serving path (issue 4, part 4; issue 20, part 4), for a machine with an NVIDIA GPU.
 
-    python -m bench.gpu            # or: make bench-gpu
+    python -m bench.gpu                     # or: make bench-gpu
+    python -m bench.gpu --device cpu        # the same measures on the CPU: a dry run
 
-Starts Triton on `configs/gpu.pbtxt` (KIND_GPU, four instances, the exported
-network under bf16 autocast, preferred batches 256 and 1024) and measures, side
-by side in one run, sequences/s per batch size:
-  triton_gpu     the served model, CLIENTS gRPC clients in parallel
-  in_process_gpu the same computation (models/serving.predict over the exported
-                 network, encoder.pt2 and heads.pt2) on the GPU, bf16
-  in_process_cpu the CPU path (fp32, every core) - the "20 times" reference
-Inputs are real member sequences from tests/data (tiled to the batch size), so
-the run needs nothing beyond the repository. They repeat, so Triton serves a copy of
-the model repository whose GPU config turns the backend's sequence cache off:
-every request runs the encoder, as in-process. Writes bench/results-gpu.json and
-bench/RESULTS-gpu.md, which `make bench` folds into bench/RESULTS.md.
+Measures, per batch size (1 to 1,024), sequences/s and latency per call of:
+  in-process   models/serving.predict on the device, eager network, bf16 and fp32,
+               full encoding and incremental (models/encoder_cache.py)
+  Triton       the served model, CLIENTS gRPC clients in parallel: configs/gpu.pbtxt as
+               shipped (full: the exported network under bf16), and the eager network
+               with encoder_cache=incremental (bf16, one instance)
+  CPU          the CPU path (fp32, every core), full and incremental: the "20 times"
+               reference
+Every row is a member who added one event since their previous scoring (real member
+sequences of tests/data, the run needs nothing beyond the repository). An
+incremental variant first sees every row's previous sequence (untimed, as the served
+cache saw the member's last scoring), then the rows are timed; a full variant times
+the same rows. No row repeats within a variant (a repeat would be a full hit, or a
+copy within a batch): the excerpt's rows are made distinct by shifting their item ids
+through the vocabulary. Triton serves a copy of the model repository; its full variant
+turns the backend's sequence cache off, so every row runs the encoder as in-process.
+Writes bench/results-gpu.json and bench/RESULTS-gpu.md, and puts the table into
+bench/RESULTS.md's "## GPU" section (`make bench` folds RESULTS-gpu.md in as well).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -25,6 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -35,72 +44,157 @@ from stream.settings import Settings
 
 HERE = Path(__file__).parent
 SIZES = (1, 16, 64, 256, 1024)
+PRECISIONS = ("bf16", "fp32")
+ENCODINGS = ("full", "incremental")
 CLIENTS = 4
-SECONDS = 5.0
+INPUTS = (("ITEM_IDS", "BYTES"), ("EVENT_TYPES", "INT8"), ("GAPS", "FP32"), ("SILENCE", "FP32"))
+CACHE_MB = 8192  # the incremental variants' budget: every row of a size's pool stays cached
 
 
-def excerpt_rows(n: int):
-    from tests.fixtures.model import excerpt_batch
-
-    base = excerpt_batch(every=1)
-    reps = -(-n // len(base[0]))
-    return [np.concatenate([a] * reps)[:n] for a in base]
+def calls_for(batch: int) -> int:
+    """Timed calls per variant and size: enough for a p99 at small batches, at least 32."""
+    return max(32, min(400, 8192 // batch))
 
 
-def served(triton, model_name: str, batch, clients: int, seconds: float) -> dict:
+def extension_pairs(max_len: int = 50) -> list[tuple[list, list]]:
+    """Per member of the tests/data excerpt, every event they added to a window that has not
+    slid (a slid window keeps no prefix): (the member's sequence before it, after it), each
+    as model inputs. A list of those pairs per member."""
+    from stream.domain.member_state import MemberState, apply_event, model_inputs
+    from stream.domain.parsing import Rejected, parse_event
+    from tests.fixtures.model import EXCERPT
+
+    states: dict[str, MemberState] = {}
+    pairs: dict[str, list] = {}
+    for line in EXCERPT.read_bytes().splitlines():
+        e = parse_event(line, None, 1 << 20)
+        if isinstance(e, Rejected):
+            continue
+        s = states.setdefault(e.member_id, MemberState(e.member_id, 0))
+        previous = model_inputs(s, max_len) if 0 < s.n_events < max_len else None
+        apply_event(s, e, max_len)
+        if previous is not None:
+            row = model_inputs(s, max_len)
+            kept = max_len - previous[1].count(0)
+            # An event placed before a later one (out of order) does not extend the sequence.
+            if all(r[max_len - kept - 1:-1] == p[max_len - kept:] for r, p in zip(row, previous)):
+                pairs.setdefault(e.member_id, []).append((previous, row))
+    return list(pairs.values())
+
+
+def _arrays(rows: list) -> tuple:
+    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
+            np.array([r[2] for r in rows], dtype=np.float32), np.full((len(rows), 1), 7 * 86400.0, np.float32))
+
+
+def distinct_pairs(members: list[list], items: list[str], count: int, start: int = 0):
+    """`count` (previous rows, rows) from `extension_pairs`, as model input arrays: round
+    after round, one pair of each member (round c takes a member's pairs in a fixed
+    stride, so that every round mixes short and long sequences), every known item id of
+    round c shifted c places along `items` (the vocabulary's). So no two rows are the
+    same sequence, and no row is another's previous one (as a member's next pair would
+    be). `start`: the first row's place in that order."""
+    if start + count > len(members) * len(items):
+        raise ValueError(f"{start + count:,} distinct rows asked of {len(members)} members and "
+                         f"{len(items):,} items: at most {len(members) * len(items):,}")
+    place = {item.encode(): i for i, item in enumerate(items)}
+    before, after = [], []
+    for i in range(start, start + count):
+        c, m = divmod(i, len(members))
+        for rows, row in zip((before, after), members[m][(c * 37 + m * 11) % len(members[m])]):
+            ids = row[0] if not c else [items[(place[x] + c) % len(items)].encode() if x in place else x
+                                        for x in row[0]]
+            rows.append((ids, row[1], row[2]))
+    return _arrays(before), _arrays(after)
+
+
+def _batches(arrays, batch: int) -> list:
+    return [tuple(a[i:i + batch] for a in arrays) for i in range(0, len(arrays[0]), batch)]
+
+
+def in_process(model, vocab, k: int, pool, batch: int, encoding: str, sync: Callable[[], None]) -> dict:
+    """One variant at one batch size over `pool` ((previous, rows), distinct_pairs):
+    sequences/s over the timed calls, their p50/p99 ms, and the encoder positions each
+    row cost (incremental: 1.0, the new event alone; full: the row's events)."""
+    from models.encoder_cache import EncoderCache
+    from models.serving import predict
+
+    cache = EncoderCache(CACHE_MB << 20) if encoding == "incremental" else None
+    warm, timed = _batches(pool[0], batch), _batches(pool[1], batch)
+    predict(model, vocab, *warm[0], k=k)  # the device and its kernels warmed (no cache)
+    if cache is not None:
+        for b in warm:
+            predict(model, vocab, *b, k=k, cache=cache)
+        sync()
+    positions = cache.positions if cache is not None else 0
+    times = []
+    for b in timed:
+        t = time.perf_counter()
+        predict(model, vocab, *b, k=k, cache=cache)
+        sync()
+        times.append(time.perf_counter() - t)
+    rows = len(pool[1][0])
+    if cache is None:
+        positions = int((pool[1][1] > 0).sum())
+    else:
+        positions = cache.positions - positions
+    return {"rows_per_s": rows / sum(times), "p50_ms": 1000 * statistics.median(times),
+            "p99_ms": 1000 * float(np.percentile(times, 99)), "positions_per_row": positions / rows}
+
+
+def served(triton, model_name: str, pool, batch: int, encoding: str, clients: int) -> dict:
+    """The served model: `clients` gRPC clients in parallel, each with its share of the
+    pool's rows in calls of `batch`; an incremental variant's clients send every row's
+    previous sequence first (all of them, untimed). Sequences/s over the timed pass's wall."""
     import tritonclient.grpc as grpc
 
-    names, dtypes = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE"), ("BYTES", "INT8", "FP32", "FP32")
+    def inputs(arrays):
+        out = []
+        for (name, dtype), arr in zip(INPUTS, arrays):
+            i = grpc.InferInput(name, list(arr.shape), dtype)
+            i.set_data_from_numpy(arr)
+            out.append(i)
+        return out
+
+    shares = [[_batches(tuple(a[c::clients] for a in part), batch) for part in pool] for c in range(clients)]
+    conns = [grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://")) for _ in range(clients)]
     times: list[float] = []
     lock = threading.Lock()
 
-    def client_loop():
-        client = grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
-        inputs = []
-        for name, dtype, arr in zip(names, dtypes, batch):
-            i = grpc.InferInput(name, list(arr.shape), dtype)
-            i.set_data_from_numpy(arr)
-            inputs.append(i)
-        client.infer(model_name, inputs)
-        end, mine = time.monotonic() + seconds, []
-        while time.monotonic() < end:
+    def run(c: int, timed: bool) -> None:
+        mine = []
+        for arrays in shares[c][1 if timed else 0]:
             t = time.perf_counter()
-            client.infer(model_name, inputs)
+            conns[c].infer(model_name, inputs(arrays))
             mine.append(time.perf_counter() - t)
-        with lock:
-            times.extend(mine)
-        client.close()
+        if timed:
+            with lock:
+                times.extend(mine)
 
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
-    b = len(batch[0])
-    return {"rows_per_s": b * len(times) / wall, "p50_ms": 1000 * statistics.median(times),
+    def in_parallel(timed: bool) -> float:
+        threads = [threading.Thread(target=run, args=(c, timed)) for c in range(clients)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.monotonic() - t0
+
+    try:
+        conns[0].infer(model_name, inputs(shares[0][0][0]))  # warmed, as in-process
+        if encoding == "incremental":
+            in_parallel(False)
+        wall = in_parallel(True)
+    finally:
+        for conn in conns:
+            conn.close()
+    return {"rows_per_s": len(pool[1][0]) / wall, "p50_ms": 1000 * statistics.median(times),
             "p99_ms": 1000 * float(np.percentile(times, 99))}
 
 
-def in_process(model, vocab, k, batch, seconds: float, sync) -> dict:
-    from models.serving import predict
-
-    predict(model, vocab, *batch, k=k)
-    times = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        t = time.perf_counter()
-        predict(model, vocab, *batch, k=k)
-        sync()
-        times.append(time.perf_counter() - t)
-    return {"rows_per_s": len(batch[0]) * len(times) / sum(times),
-            "p50_ms": 1000 * statistics.median(times)}
-
-
 def configured_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu.pbtxt",
-                    **parameters: str) -> Path:
-    """A copy of `repo`'s model at `to`, with `parameters` set in its `config`."""
+                    instances: int | None = None, **parameters: str) -> Path:
+    """A copy of `repo`'s model at `to`, with `parameters` (and the instance count) set in its `config`."""
     if to.exists():
         shutil.rmtree(to)
     shutil.copytree(repo / model, to / model, ignore=shutil.ignore_patterns("__pycache__"))
@@ -109,62 +203,155 @@ def configured_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu
     for key, value in parameters.items():
         text = re.sub(r'parameters \{ key: "%s" value: \{ string_value: "[^"]*" \} \}\n' % key, "", text)
         text += f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+    if instances is not None:
+        text = re.sub(r"(instance_group \[ \{ kind: KIND_\w+ count: )\d+", rf"\g<1>{instances}", text)
     path.write_text(text)
     return to
 
 
-def main() -> int:
+def _served_variants(settings: Settings, work: Path, device: str) -> Iterator[tuple[str, Path, str | None]]:
+    """(label, repository, config name) of each served variant: the shipped GPU config
+    with its sequence cache off, and the eager network with incremental encoding on one
+    instance (a member's rows must reach the instance that holds their cache). On the
+    CPU (a dry run) the CPU config, at fp32."""
+    src, name = settings.triton_repo, settings.triton_model
+    config, config_name = ("configs/gpu.pbtxt", "gpu") if device == "cuda" else ("config.pbtxt", None)
+    yield "full", configured_copy(src, name, work / "repo-full", config, encoder_cache="off"), config_name
+    yield "incremental", configured_copy(src, name, work / "repo-incremental", config, instances=1,
+                                         network="eager", encoder_cache="incremental",
+                                         encoder_cache_mb=str(CACHE_MB)), config_name
+
+
+def measure(settings: Settings, device: str, sizes, triton: bool = True, log=print) -> dict:
+    """Every variant at every size (module docstring); the results as results-gpu.json holds them."""
     import torch
 
-    from models.serving import ExportedNetwork, export_network, prepare
+    from models.serving import export_network, prepare
 
-    if not torch.cuda.is_available():
-        print("bench.gpu: no CUDA device on this machine", file=sys.stderr)
-        return 2
-    settings = Settings()
+    _, vocab, hp = load_model(settings)
+    k, pairs = hp["top_k"], extension_pairs(hp["max_len"])
     work = settings.state_dir / "bench-gpu"
-    repo = configured_copy(settings.triton_repo, settings.triton_model, work / "repo",
-                           encoder_cache="off")
-    # The exported programs again, by the torch at hand: an archive written by a newer
-    # torch (the project pins 2.13) may not load in the GPU machine's older one.
-    model, vocab, hp = load_model(settings)
-    export_network(model, repo / settings.triton_model / "1")
-    # What configs/gpu.pbtxt serves: the exported programs on the GPU under bf16 autocast.
-    gpu_model = ExportedNetwork.load(repo / settings.triton_model / "1", "cuda", "bf16")
-    cpu_model = prepare(model, "cpu", "fp32")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    networks = {p: prepare(load_model(settings)[0], device, p if device == "cuda" else "fp32")
+                for p in (PRECISIONS if device == "cuda" else ("fp32",))}
+    cpu = prepare(load_model(settings)[0], "cpu", "fp32") if device == "cuda" else None
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
-               "machine": machine(), "clients": CLIENTS, "command": "python -m bench.gpu", "sizes": []}
+               "machine": machine(), "device": device, "clients": CLIENTS, "pairs": sum(map(len, pairs)),
+               "members": len(pairs),
+               "command": "python -m bench.gpu" + ("" if device == "cuda" else " --device cpu"), "sizes": []}
+    rows_by_size = {b: calls_for(b) * b for b in sizes}
+    per_size: dict[int, dict] = {b: {"batch": b, "rows": rows_by_size[b]} for b in sizes}
+    for b in sizes:
+        pool = distinct_pairs(pairs, vocab.items, rows_by_size[b])  # the same rows for every variant
+        for p, network in networks.items():
+            for e in ENCODINGS:
+                per_size[b][f"{device}_{p}_{e}"] = in_process(network, vocab, k, pool, b, e, sync)
+        if device == "cuda":  # the CPU path beside it, on every core (torch's default threads)
+            for e in ENCODINGS:
+                per_size[b][f"cpu_fp32_{e}"] = in_process(cpu, vocab, k, pool, b, e, lambda: None)
+        log(json.dumps(per_size[b]))
+    if triton:
+        for label, repo, config_name in _served_variants(settings, work, device):
+            if label == "full":
+                # The exported programs again, by the torch at hand: an archive written by a newer
+                # torch (the project pins 2.13) may not load in the GPU machine's older one.
+                export_network(load_model(settings)[0], repo / settings.triton_model / "1")
+            server = start_triton(repo, settings.triton_model, work, config_name=config_name)
+            offset = 0  # one server for every size: each size's rows follow the last one's
+            with stopping(server.process):
+                for b in sizes:
+                    pool = distinct_pairs(pairs, vocab.items, rows_by_size[b], offset)
+                    offset += rows_by_size[b]
+                    per_size[b][f"triton_{label}"] = served(server, settings.triton_model, pool, b, label, CLIENTS)
+                    log(json.dumps({"batch": b, f"triton_{label}": per_size[b][f"triton_{label}"]}))
+    results["sizes"] = [per_size[b] for b in sizes]
+    return results
+
+
+def table(results: dict) -> list[str]:
+    """The markdown table of `measure`'s results: one row per batch size and variant."""
+    device = results["device"]
+    variants = [(f"{device}_{p}_{e}", f"in-process {device.upper()}, {p}, {e}") for p in PRECISIONS
+                for e in ENCODINGS]
+    variants += [(f"triton_{e}", f"Triton {device.upper()}, " + ("bf16 exported" if device == "cuda" else "fp32")
+                  + f", {e}") for e in ENCODINGS]
+    variants += [(f"cpu_fp32_{e}", f"in-process CPU, fp32, {e}") for e in ENCODINGS] if device == "cuda" else []
+    lines = ["| batch | variant | seq/s | p50 ms | p99 ms | positions per row | vs CPU full |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["sizes"]:
+        base = r.get("cpu_fp32_full", {}).get("rows_per_s") if device == "cuda" else None
+        for key, label in variants:
+            v = r.get(key)
+            if v is None:
+                continue
+            ratio = f"{v['rows_per_s'] / base:.1f}x" if base else "-"
+            per_row = f"{v['positions_per_row']:.2f}" if "positions_per_row" in v else "-"
+            lines.append(f"| {r['batch']} | {label} | {v['rows_per_s']:,.0f} | {v['p50_ms']:.2f} "
+                         f"| {v['p99_ms']:.2f} | {per_row} | {ratio} |")
+    return lines
+
+
+def results_section(results: dict) -> str:
+    m = results["machine"]
+    where = f"GPU {m['gpu']}" if results["device"] == "cuda" else f"no GPU: a dry run on the CPU ({m['cpu']})"
+    head = (f"## GPU\n\nWritten by `{results['command']}` on {results['date']}, commit {results['commit']}, "
+            f"{where}, {m['cores']} cores. Every row: a member who added one event since their "
+            f"previous scoring ({results['pairs']:,} real extensions of {results['members']} members' "
+            f"sequences from tests/data, made distinct); "
+            f"Triton: {results['clients']} gRPC clients. Raw figures: bench/results-gpu.json.\n")
+    return "\n".join([head, *table(results)]) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block
+        print(f"bench.gpu: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m bench.gpu", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: the same measures without a GPU (a dry run; results not written)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="batch sizes, comma-separated")
+    parser.add_argument("--no-triton", action="store_true", help="the in-process measures alone")
+    args = parser.parse_args(argv)
     try:
-        triton = start_triton(repo, settings.triton_model, work, config_name="gpu")
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--sizes {args.sizes!r}: expected positive whole numbers separated by commas")
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench.gpu: no CUDA device on this machine (--device cpu runs the same measures on the CPU)",
+              file=sys.stderr)
+        return 2
+    try:
+        results = measure(Settings(), args.device, sizes, triton=not args.no_triton)
     except LaunchError as exc:
         print(f"bench.gpu: {exc}", file=sys.stderr)
         return 1
-    with stopping(triton.process):
-        for b in SIZES:
-            batch = excerpt_rows(b)
-            row = {"batch": b,
-                   "triton_gpu": served(triton, settings.triton_model, batch, CLIENTS, SECONDS),
-                   "in_process_gpu": in_process(gpu_model, vocab, hp["top_k"], batch, SECONDS,
-                                                torch.cuda.synchronize),
-                   "in_process_cpu": in_process(cpu_model, vocab, hp["top_k"], batch, min(SECONDS, 3.0),
-                                                lambda: None)}
-            results["sizes"].append(row)
-            print(json.dumps(row), flush=True)
-    (HERE / "results-gpu.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"## GPU\n\nWritten by `python -m bench.gpu` on {results['date']}, commit {results['commit']}, "
-             f"GPU {results['machine']['gpu']}, {results['machine']['cores']} cores; Triton on "
-             f"configs/gpu.pbtxt (bf16), {CLIENTS} gRPC clients. Raw figures: bench/results-gpu.json.\n",
-             "| batch | Triton GPU seq/s | p50 ms | p99 ms | in-process GPU seq/s | in-process CPU seq/s "
-             "| Triton GPU / CPU |", "|---|---|---|---|---|---|---|"]
-    for r in results["sizes"]:
-        t, g, c = r["triton_gpu"], r["in_process_gpu"], r["in_process_cpu"]
-        lines.append(f"| {r['batch']} | {t['rows_per_s']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} "
-                     f"| {g['rows_per_s']:,.0f} | {c['rows_per_s']:,.0f} "
-                     f"| {t['rows_per_s'] / c['rows_per_s']:.1f}x |")
-    (HERE / "RESULTS-gpu.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    section = results_section(results)
+    print(section)
+    if args.device == "cuda":
+        (HERE / "results-gpu.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "RESULTS-gpu.md").write_text(section)
+        replace_gpu_section(HERE / "RESULTS.md", section)
     return 0
+
+
+def replace_gpu_section(path: Path, section: str) -> None:
+    """RESULTS.md with its "## GPU" section replaced by `section` (appended when it has none)."""
+    text = path.read_text() if path.is_file() else "# Benchmark results\n"
+    parts = re.split(r"(?m)^(?=## )", text)
+    for i, part in enumerate(parts):
+        if part.startswith("## GPU\n"):
+            parts[i] = section + "\n"
+            break
+    else:
+        parts.append(section)
+    path.write_text("".join(parts))
 
 
 if __name__ == "__main__":

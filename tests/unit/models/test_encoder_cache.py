@@ -2,6 +2,7 @@
 encodes a member's new events alone."""
 import numpy as np
 import pytest
+import torch
 
 from models import encoder_cache
 from models.encoder_cache import EncoderCache
@@ -111,3 +112,20 @@ def test_a_hash_collision_is_a_miss_not_a_wrong_answer(monkeypatch):
         _close(predict(model, vocab, *_rows(batch, rows), k=k, cache=cache),
                predict(model, vocab, *_rows(batch, rows), k=k))
     assert len(cache.entries) == 1
+
+
+def test_incremental_encoding_under_bf16_keeps_the_gpu_variants_tolerance():
+    """The GPU variant (bf16 autocast; its keys and values cached in bf16), checked on the
+    CPU: incremental against full encoding of the same bf16 network, and against fp32,
+    within the bf16 tolerance of test_serving (churn 0.02 absolute, top-1 for 95 % of rows)."""
+    bf16, vocab, k = shipped("bf16")
+    fp32, _, _ = shipped("fp32")
+    batch = _growing_sequences()
+    cache = EncoderCache()
+    got = [predict(bf16, vocab, *_rows(batch, slice(s, s + 64)), k=k, cache=cache)
+           for s in range(0, len(batch[0]), 64)]
+    assert cache.kv.dtype == torch.bfloat16 and cache.extended > 0 and cache.positions < cache.real
+    churn, top = np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+    for want in (predict(bf16, vocab, *batch, k=k), predict(fp32, vocab, *batch, k=k)):
+        assert np.abs(churn - want[0]).max() <= 0.02
+        assert (top[:, 0] == want[1][:, 0]).mean() >= 0.95
