@@ -67,6 +67,7 @@ class ItemStats:
         self.events = 0
         self._top: Optional[list[tuple[str, float]]] = None
         self._top_at = 0  # `events` when the trending list was ranked
+        self.rankings = 0  # trending lists ranked so far: what is derived from one holds until the next
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -159,6 +160,7 @@ class ItemStats:
                 n, len(self.popularity)):
             top = self._top = heapq.nlargest(max(n, 200), self.popularity.items(), key=lambda p: (p[1], p[0]))
             self._top_at = self.events
+            self.rankings += 1
         return top[:n]
 
     def related_arrays(self, recent: Sequence[str], limit: int = 10,

@@ -10,6 +10,7 @@ counted since the worker started and may differ).
 from __future__ import annotations
 
 import heapq
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -130,11 +131,12 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
     gives no candidates: the list may then be shorter than k).
     """
     banned = _bought_recently(state, blend.exclude_bought_within_days)
+    trending, trending_parts = _trending(stats, blend.trending)
     signals = {
         "model": (blend.model, _scaled(dict(zip(model_items, map(float, model_scores))))),
         "repeat": (blend.repeat, _scaled(repeat_scores(state, blend.repeat_half_life_days))),
         "related": (blend.related, {}),
-        "trending": (blend.trending, _scaled(dict(stats.trending(_TRENDING_CANDIDATES)))),
+        "trending": (blend.trending, trending),
     }
     owned = signals["repeat"][1]
     # Without a filter or a recent purchase to exclude, every item passes: no call per item.
@@ -143,20 +145,40 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
         others = owned.keys() | {i for name in ("model", "trending") if signals[name][0] > 0.0
                                  for i in signals[name][1]}
         signals["related"] = (blend.related, _related(state, stats, blend, k, others, passes))
+    # Each item's weighted signals summed in signal order, trending last: the trending
+    # parts come whole from the ranking's memo, the sums of the others are added to them.
     total: dict[str, float] = {}
-    for weight, scores in signals.values():
+    for name in ("model", "repeat", "related"):
+        weight, scores = signals[name]
         if weight > 0.0:
             for item, v in scores.items():
                 total[item] = total.get(item, 0.0) + weight * v
+    if trending_parts:
+        total = {**trending_parts, **{i: v + trending_parts.get(i, 0.0) for i, v in total.items()}}
     norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
     passing = total if passes is None else [i for i in total if passes(i)]
-    own = [i for i in passing if i in owned]
-    new = [i for i in passing if i not in owned]
+    own, new = [], []  # (rank key, item): best first is smallest, ties by item id
+    for i in passing:
+        (own if i in owned else new).append((-total[i], i))
     n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
-    by_rank = lambda i: (-total[i], i)  # noqa: E731
-    own = heapq.nsmallest(n_own, own, key=by_rank) if n_own else []
-    chosen = sorted(own + heapq.nsmallest(k - len(own), new, key=by_rank), key=by_rank)
-    return [(i, round(total[i] / norm, 6), REASONS[_strongest(i, signals)]) for i in chosen]
+    own = heapq.nsmallest(n_own, own) if n_own else []
+    chosen = sorted(own + heapq.nsmallest(k - len(own), new))
+    return [(i, round(total[i] / norm, 6), REASONS[_strongest(i, signals)]) for _, i in chosen]
+
+
+_trending_memo: "weakref.WeakKeyDictionary[ItemStats, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _trending(stats: ItemStats, weight: float) -> tuple[dict[str, float], dict[str, float]]:
+    """The trending signal (scaled to the best 1) and its weighted parts ({} at weight 0),
+    made once per ranking of `stats` (a ranking holds for TRENDING_REFRESH_EVENTS events)."""
+    top = stats.trending(_TRENDING_CANDIDATES)
+    memo = _trending_memo.get(stats)
+    if memo is None or memo[0] != (stats.rankings, weight):
+        scaled = _scaled(dict(top))
+        parts = {i: weight * v for i, v in scaled.items()} if weight > 0.0 else {}
+        memo = _trending_memo[stats] = ((stats.rankings, weight), scaled, parts)
+    return memo[1], memo[2]
 
 
 def _strongest(item: str, signals: dict) -> str:

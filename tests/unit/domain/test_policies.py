@@ -297,3 +297,27 @@ def test_related_items_past_the_filtered_best_still_fill_the_list():
     assert [(i, why) for i, _, why in got] == [("R10", "BOUGHT_TOGETHER"), ("R11", "BOUGHT_TOGETHER"),
                                               ("R12", "BOUGHT_TOGETHER")]
     assert got == _blend_every_candidate(s, [], [], stats, blend, 3)
+
+
+def test_the_trending_signal_follows_each_new_ranking():
+    """The trending part of every list is made once per ranking of the item statistics:
+    after enough events for a new ranking the lists follow the new best sellers."""
+    from stream.domain.item_stats import TRENDING_REFRESH_EVENTS
+
+    stats = _stats(*[["A0", "A1"]] * 5)
+    s = MemberState("m1", 0)
+    _bought(s, "B0", 0)
+    blend = recommendation_policy.Blend(model=0.0, repeat=0.0, related=0.0, trending=1.0, repeat_share=0.0)
+    first = recommendation_policy.blend_items(s, [], [], stats, blend, 2)
+    assert [i for i, _, _ in first] == ["A0", "A1"]  # equal: by item id
+    other = MemberState("o", 0)
+    for _ in range(TRENDING_REFRESH_EVENTS):
+        _bought(other, "C9", 0)
+        stats.observe_newest(other, other.last_ts)
+    assert recommendation_policy.blend_items(s, [], [], stats, blend, 2) == _blend_every_candidate(
+        s, [], [], stats, blend, 2)
+    assert [i for i, _, _ in recommendation_policy.blend_items(s, [], [], stats, blend, 2)] == ["C9", "A0"]
+    # Another weight for the same ranking: its own parts.
+    half = replace(blend, trending=0.5, related=0.5)
+    assert recommendation_policy.blend_items(s, [], [], stats, half, 2) == _blend_every_candidate(
+        s, [], [], stats, half, 2)
