@@ -49,11 +49,26 @@ def _gpt2_block(block, h: torch.Tensor, mask: torch.Tensor, newest_only: bool, p
     def split(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(b, t.shape[1], heads, attn.head_dim).transpose(1, 2)
 
-    k, v = split(k), split(v)
-    keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
-    out = F.scaled_dot_product_attention(split(q), keys, values, attn_mask=mask, scale=_scale(attn))
+    q, k, v = split(q), split(k), split(v)
+    if past is None:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=_scale(attn))
+    else:
+        out = _attend_with_past(q, past, k, v, mask, _scale(attn))
     h = h + attn.c_proj(out.transpose(1, 2).reshape(b, -1, attn.embed_dim))
     return h + block.mlp(block.ln_2(h)), (k, v)
+
+
+def _attend_with_past(q, past, k, v, mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Attention of the queries `q` over earlier positions' keys and values (`past`, P
+    of them) and their own (`k`, `v`), as over the two joined, without joining them: the
+    join copies the whole past in every block, while a member who added one event has a
+    query or two. The scores of both parts side by side, one softmax, and each part's
+    values weighted by its share; `mask` [B, 1, M, P + M] as for the joined keys."""
+    past_k, past_v = past
+    scores = torch.cat([q @ past_k.transpose(-1, -2), q @ k.transpose(-1, -2)], dim=-1) * scale
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    n = past_k.shape[2]
+    return weights[..., :n] @ past_v + weights[..., n:] @ v
 
 
 class MemberTransformer(nn.Module):

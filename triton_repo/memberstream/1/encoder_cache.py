@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - inside an export the modules sit side 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the rolling hash loses no event
 _EMPTY = 0  # the slot of rows with no cached prefix: all zeros, never given out
 _CODES = 64  # events a slot's sequence may hold (the served signature's sequences: 50)
-_SLOT_OVERHEAD = 120  # bytes a slot costs in the entries' dict
+_CODE_BYTES = 36  # a slot's event code in its Python list: a pointer and an int
+_SLOT_OVERHEAD = 250  # bytes a slot costs beside its codes: the entries' dict, its key and length
 
 
 def event_codes(items: np.ndarray, types: np.ndarray, gap_buckets: np.ndarray) -> np.ndarray:
@@ -85,32 +86,51 @@ class EncoderCache:
         width = model.blocks.wpe.num_embeddings if kv_dtype is not None else 0
         per_position = 0 if kv_dtype is None else 2 * sum(b.attn.embed_dim for b in model.blocks.h)
         kv_bytes = width * per_position * torch.empty((), dtype=kv_dtype or last.dtype).element_size()
-        slot_bytes = kv_bytes + last.numel() * last.element_size() + 8 * (_CODES + 2) + _SLOT_OVERHEAD
+        slot_bytes = kv_bytes + last.numel() * last.element_size() + _CODE_BYTES * _CODES + _SLOT_OVERHEAD
         self.slots = max(int(self.max_bytes // slot_bytes), 2)
         # Uninitialised (pages are committed as slots fill): only written columns are read,
         # and rows without a prefix read slot _EMPTY, zeroed here.
         self.kv = None
         if kv_dtype is not None:
-            self.kv = torch.empty((self.slots, width, per_position), dtype=kv_dtype, device=last.device)
-            self.kv[_EMPTY] = 0
+            # [blocks, keys/values, slot, head, position, head_dim]: a block's keys (or values)
+            # of some slots' first positions gather into the layout attention reads.
+            blocks, (heads, head_dim) = len(model.blocks.h), self._heads(model)
+            self.kv = torch.empty((blocks, 2, self.slots, heads, width, head_dim), dtype=kv_dtype, device=last.device)
+            self.kv[:, :, _EMPTY] = 0
+            self.gathered = self.kv.new_empty((blocks, 2, 0, heads * width * head_dim))  # _extend's scratch
         self.last = torch.empty((self.slots, last.numel()), dtype=last.dtype, device=last.device)
-        self.codes = np.zeros((self.slots, _CODES), np.int64)
-        self.lengths = np.zeros(self.slots, np.int64)
-        self.keys = np.zeros(self.slots, np.uint64)
+        # Per slot, in Python lists (read row by row, where numpy's calls cost more than the
+        # work): its sequence's event codes, their count, and the entry's key.
+        self.codes: list[list[int]] = [[] for _ in range(self.slots)]
+        self.lengths = [0] * self.slots
+        self.keys = [0] * self.slots
         self.free = list(range(self.slots - 1, _EMPTY, -1))
 
-    def _find(self, codes: np.ndarray, hashes: list, n: int, incremental: bool) -> tuple[int, int]:
-        """(length, slot) of the longest cached prefix of a row's n real events; (0, -1)."""
+    def _find(self, codes: list, hashes: list, n: int, incremental: bool) -> tuple[int, int]:
+        """(length, slot) of the longest cached prefix of a row's n real events (its codes
+        and prefix hashes, as lists); (0, -1)."""
         start = len(hashes) - n
-        entries = self.entries
-        candidates = entries.keys() & hashes[start:] if incremental else (
-            {hashes[-1]} if hashes[-1] in entries else ())
-        for j in sorted((hashes.index(h, start) - start + 1 for h in candidates), reverse=True):
-            slot = entries[hashes[start + j - 1]]
-            if self.lengths[slot] == j and np.array_equal(self.codes[slot, :j], codes[start:start + j]):
-                entries.move_to_end(hashes[start + j - 1])
-                return j, slot
+        # The usual answers first, by two lookups: the same sequence, or one event less.
+        for j in ((n, n - 1) if incremental else (n,)):
+            if j and hashes[start + j - 1] in self.entries and self._holds(codes, hashes, start, j):
+                return j, self.entries[hashes[start + j - 1]]
+        if not incremental:
+            return 0, -1
+        for j in sorted((hashes.index(h, start) - start + 1 for h in self.entries.keys() & hashes[start:]),
+                        reverse=True):
+            if j < n - 1 and self._holds(codes, hashes, start, j):
+                return j, self.entries[hashes[start + j - 1]]
         return 0, -1
+
+    def _holds(self, codes: list, hashes: list, start: int, j: int) -> bool:
+        """Whether the entry under the row's prefix hash of length j holds those j events
+        (a hash collision does not); if so it becomes the most recently used."""
+        key = hashes[start + j - 1]
+        slot = self.entries[key]
+        if self.lengths[slot] == j and self.codes[slot] == codes[start:start + j]:
+            self.entries.move_to_end(key)
+            return True
+        return False
 
     def last_hidden(self, model, batch) -> torch.Tensor:
         incremental = self.incremental and hasattr(model, "extend_newest")
@@ -123,15 +143,15 @@ class EncoderCache:
         todo: dict[int, int] = {}  # full-sequence hash -> the first row that computes it
         compute: list[int] = []  # rows to encode (a collision of hashes adds its row here too)
         copies: list[tuple[int, int]] = []  # (row, row of the same sequence that computes it)
-        for i in range(rows):
-            row_hashes, n = hashes[i].tolist(), int(real[i])
+        code_rows, hash_rows = codes.tolist(), hashes.tolist()
+        for i, (row_codes, row_hashes, n) in enumerate(zip(code_rows, hash_rows, real.tolist())):
             key = row_hashes[-1]
             first = todo.get(key)
-            if first is not None and real[first] == n and np.array_equal(codes[first], codes[i]):
+            if first is not None and code_rows[first] == row_codes:
                 copies.append((i, first))
                 continue
             if n and self.slots:
-                kept[i], found[i] = self._find(codes[i], row_hashes, n, incremental)
+                kept[i], found[i] = self._find(row_codes, row_hashes, n, incremental)
             if kept[i] < n or n == 0:
                 todo.setdefault(key, i)
                 compute.append(i)
@@ -175,7 +195,8 @@ class EncoderCache:
 
     def _extend(self, model, batch, codes, hashes, real, kept, found, rows: np.ndarray, pinned: set) -> torch.Tensor:
         """Encode one group: each row recomputes its newest `new` positions (the group's most
-        new events), the earlier ones gathered from its slot."""
+        new events); its earlier ones are read from its slot, left-aligned (their order
+        does not matter to attention, their mask and position ids do)."""
         n = real[rows]
         width = max(int(n.max()), 1)
         new = min(max(int((n - kept[rows]).max()), 1), width)
@@ -183,23 +204,25 @@ class EncoderCache:
         device = batch.types.device
         index = torch.from_numpy(rows).to(device)
         items, types, gaps = (t[index, -new:] for t in (batch.items, batch.types, batch.gap_buckets))
-        layers = past_real = past = None
-        reuse = np.maximum(n - new, 0)  # <= the row's cached prefix
+        layers = past_real = None
+        reuse = np.maximum(n - new, 0)  # <= the row's cached prefix: its first `reuse` positions
         if before:
-            columns = np.arange(before)[None, :] - (before - reuse)[:, None]
-            source = np.where(reuse > 0, found[rows], _EMPTY)
-            past = self.kv[torch.from_numpy(source[:, None]).to(device),
-                           torch.from_numpy(np.maximum(columns, 0)).to(device)]  # [G, before, F]
-            past_real = torch.from_numpy(columns >= 0).to(device)
-            blocks = past.view(len(rows), before, -1, 2, *self._heads(model)).permute(2, 3, 0, 4, 1, 5)
-            layers = [(blocks[b, 0], blocks[b, 1]) for b in range(blocks.shape[0])]
+            source = torch.from_numpy(np.where(reuse > 0, found[rows], _EMPTY)).to(device)
+            # Whole slots gathered (contiguous copies), then cut to `before` positions: a view
+            # that batched matrix products read as it is. Per block [G, heads, before, head_dim].
+            blocks, _, slots, *slot_shape = self.kv.shape
+            rows_of = self.kv.view(blocks, 2, slots, -1)  # a slot's positions as one row: a plain copy each
+            if self.gathered.shape[2] < len(rows):  # into one scratch, kept: fresh pages cost more than the copy
+                self.gathered = rows_of.new_empty((blocks, 2, 2 * len(rows), rows_of.shape[3]))
+            layers = [tuple(torch.index_select(rows_of[b, i], 0, source, out=self.gathered[b, i, :len(rows)])
+                            .view(-1, *slot_shape)[:, :, :before] for i in (0, 1)) for b in range(blocks)]
+            past_real = torch.from_numpy(np.arange(before)[None, :] < reuse[:, None]).to(device)
         last, kv = model.extend_newest(items, types, gaps, layers, past_real)
         self.positions += len(rows) * new
         if not self.slots:
             self._allocate(model, last[0], kv[0][0].dtype)
-        fresh = torch.stack([torch.stack(pair) for pair in kv])  # [blocks, 2, G, heads, new, hd]
-        fresh = fresh.permute(2, 4, 0, 1, 3, 5).reshape(len(rows), new, -1).to(self.kv.dtype)
-        self._store(codes, hashes, real, rows, np.where(kept[rows] > 0, found[rows], -1), last, (past, fresh),
+        fresh = torch.stack([torch.stack(pair) for pair in kv]).to(self.kv.dtype)  # [blocks, 2, G, heads, new, hd]
+        self._store(codes, hashes, real, rows, np.where(kept[rows] > 0, found[rows], -1), last, (layers, fresh),
                     reuse, pinned)
         return last
 
@@ -211,8 +234,8 @@ class EncoderCache:
     def _slot_for(self, extended: int, key: int, pinned: set) -> int:
         """A slot for a new entry: the one of the prefix it extends (if no other row took
         it first), else a free one, else the least recently used one not read now; -1."""
-        if extended >= 0 and self.entries.get(int(self.keys[extended])) == extended:
-            del self.entries[int(self.keys[extended])]
+        if extended >= 0 and self.entries.get(self.keys[extended]) == extended:
+            del self.entries[self.keys[extended]]
             return extended
         if self.free:
             return self.free.pop()
@@ -224,36 +247,43 @@ class EncoderCache:
 
     def _store(self, codes, hashes, real, rows, extended, last, encoded, reuse, pinned) -> None:
         """Keep each row's sequence (of `rows`, those with events) in a slot. `encoded`:
-        (past [G, P, F] or None, fresh [G, M, F] or None), the group's reused and computed
-        positions, right-aligned; a row that keeps its prefix's slot writes its fresh
-        positions alone, one in a new slot its reused ones too."""
-        slots, own = np.full(len(rows), -1), np.zeros(len(rows), bool)
-        for r, i in enumerate(rows.tolist()):
-            n, key = int(real[i]), int(hashes[i, -1])
-            if n == 0 or n > self.codes.shape[1] or key in self.entries:
+        (past: per block a pair [G, heads, P, hd], left-aligned, or None; fresh: [blocks, 2,
+        G, heads, M, hd], right-aligned, or None), the group's reused and computed
+        positions; a row that keeps its prefix's slot writes its fresh positions alone,
+        one in a new slot its reused ones too."""
+        slot_of, own_of = [-1] * len(rows), [False] * len(rows)
+        width = codes.shape[1]
+        for r, (i, n, key, prefix) in enumerate(zip(rows.tolist(), real[rows].tolist(), hashes[rows, -1].tolist(),
+                                                    extended.tolist())):
+            if n == 0 or n > _CODES or key in self.entries:
                 continue
-            slot = self._slot_for(int(extended[r]), key, pinned)
+            slot = self._slot_for(prefix, key, pinned)
             if slot < 0:
                 continue
             pinned.add(slot)
-            slots[r], own[r] = slot, slot == extended[r]
+            slot_of[r], own_of[r] = slot, slot == prefix
             self.entries[key] = slot
             self.keys[slot], self.lengths[slot] = key, n
-            self.codes[slot, :n] = codes[i, codes.shape[1] - n:]
+            self.codes[slot] = codes[i, width - n:].tolist()
+        slots, own = np.array(slot_of), np.array(own_of)
         keep = slots >= 0
         if not keep.any():
             return
         device = last.device
         self.last[torch.from_numpy(slots[keep]).to(device)] = last[torch.from_numpy(np.flatnonzero(keep)).to(device)]
         past, fresh = encoded
+        if fresh is None:
+            return
+        table = self.kv.permute(2, 4, 0, 1, 3, 5)  # a view: [slot, position, blocks, 2, heads, hd]
         n = real[rows]
-        for part, offset, wanted in ((fresh, n, keep), (past, reuse, keep & ~own & (reuse > 0))):
-            if part is None or not wanted.any():
-                continue
-            # column c of row r (right-aligned, its last `offset` columns real) -> position
-            # c - width + offset of its slot
-            positions = np.arange(part.shape[1])[None, :] - part.shape[1] + offset[:, None]
-            write = wanted[:, None] & (positions >= 0)
+        # (part, the position of its column 0 per row, the rows that write it, up to which position)
+        parts = [(fresh, n - fresh.shape[4], keep, n)]
+        moved = keep & ~own & (reuse > 0)
+        if past is not None and moved.any():
+            parts.append((torch.stack([torch.stack(pair) for pair in past]), np.zeros_like(n), moved, reuse))
+        for part, first, wanted, end in parts:
+            positions = np.arange(part.shape[4])[None, :] + first[:, None]
+            write = wanted[:, None] & (positions >= 0) & (positions < end[:, None])
             target = np.broadcast_to(slots[:, None], positions.shape)[write]
-            self.kv.index_put_((torch.from_numpy(target).to(device), torch.from_numpy(positions[write]).to(device)),
-                               part[torch.from_numpy(write).to(device)])
+            table.index_put_((torch.from_numpy(target).to(device), torch.from_numpy(positions[write]).to(device)),
+                             part.permute(2, 4, 0, 1, 3, 5)[torch.from_numpy(write).to(device)])
