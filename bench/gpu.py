@@ -21,6 +21,13 @@ through the vocabulary. Triton serves a copy of the model repository; its full v
 turns the backend's sequence cache off, so every row runs the encoder as in-process.
 Writes bench/results-gpu.json and bench/RESULTS-gpu.md, and puts the table into
 bench/RESULTS.md's "## GPU" section (`make bench` folds RESULTS-gpu.md in as well).
+
+`make bench-gpu` builds .venv with the pinned torch, a CPU build: on a machine whose
+Python already holds a CUDA build of torch, run `python -m bench.gpu` with that Python
+instead, the project's other needs installed beside it (the in-process measures,
+`--no-triton`, import numpy, torch, transformers, pydantic, pydantic-settings and
+orjson; the served ones also need tritonclient and nvidia-pytriton's server, whose
+Python backend stub must match that Python's version).
 """
 from __future__ import annotations
 

@@ -86,8 +86,8 @@ class EncoderCache:
         kv_bytes = width * per_position * torch.empty((), dtype=kv_dtype or last.dtype).element_size()
         slot_bytes = kv_bytes + last.numel() * last.element_size() + _CODE_BYTES * _CODES + _SLOT_OVERHEAD
         self.slots = max(int(self.max_bytes // slot_bytes), 2)
-        # Uninitialised (pages are committed as slots fill): only written columns are read,
-        # and rows without a prefix read slot _EMPTY, zeroed here.
+        # Uninitialised (pages are committed as slots fill): a slot is zeroed when first given
+        # out (_slot_for), and rows without a prefix read slot _EMPTY, zeroed here.
         self.kv = None
         if kv_dtype is not None:
             # [blocks, keys/values, slot, head, position, head_dim]: a block's keys (or values)
@@ -236,7 +236,12 @@ class EncoderCache:
             del self.entries[self.keys[extended]]
             return extended
         if self.free:
-            return self.free.pop()
+            slot = self.free.pop()
+            if self.kv is not None:
+                # Never written: what the allocation left there (NaN, say) would reach a row
+                # that reads past its prefix's length, under the mask but weighted 0 (0 x NaN).
+                self.kv[:, :, slot] = 0
+            return slot
         for old, slot in self.entries.items():
             if slot not in pinned:
                 del self.entries[old]

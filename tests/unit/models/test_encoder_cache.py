@@ -129,3 +129,22 @@ def test_incremental_encoding_under_bf16_keeps_the_gpu_variants_tolerance():
     for want in (predict(bf16, vocab, *batch, k=k), predict(fp32, vocab, *batch, k=k)):
         assert np.abs(churn - want[0]).max() <= 0.02
         assert (top[:, 0] == want[1][:, 0]).mean() >= 0.95
+
+
+@pytest.mark.parametrize("size", [1, 16, 64])
+def test_what_the_table_held_before_never_reaches_an_answer(size):
+    """A row of a group reads its slot past its own prefix (under the mask, weighted 0):
+    slots never written hold whatever the allocation left, NaN here; answers stay finite
+    and equal to full encoding."""
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    cache = EncoderCache()
+    predict(model, vocab, *_rows(batch, slice(0, 1)), k=k, cache=cache)  # allocates the table
+    with torch.inference_mode():  # the table is made under it
+        cache.kv[:, :, cache.free] = float("nan")
+    for start in range(1, 400, size):
+        rows = slice(start, start + size)
+        got = predict(model, vocab, *_rows(batch, rows), k=k, cache=cache)
+        assert np.isfinite(got[0]).all() and np.isfinite(got[2]).all()
+        _close(got, predict(model, vocab, *_rows(batch, rows), k=k))
+    assert cache.extended > 0
