@@ -103,6 +103,7 @@ class EncoderCache:
         self.lengths = [0] * self.slots
         self.keys = [0] * self.slots
         self.free = list(range(self.slots - 1, _EMPTY, -1))
+        self.unused: list[int] = []  # slots given out from `free` since the last _store
 
     def _find(self, codes: list, hashes: list, n: int, incremental: bool) -> tuple[int, int]:
         """(length, slot) of the longest cached prefix of a row's n real events (its codes
@@ -237,10 +238,7 @@ class EncoderCache:
             return extended
         if self.free:
             slot = self.free.pop()
-            if self.kv is not None:
-                # Never written: what the allocation left there (NaN, say) would reach a row
-                # that reads past its prefix's length, under the mask but weighted 0 (0 x NaN).
-                self.kv[:, :, slot] = 0
+            self.unused.append(slot)  # zeroed by _store before it writes there
             return slot
         for old, slot in self.entries.items():
             if slot not in pinned:
@@ -270,6 +268,11 @@ class EncoderCache:
             self.codes[slot] = codes[i, width - n:].tolist()
         slots, own = np.array(slot_of), np.array(own_of)
         keep = slots >= 0
+        if self.unused and self.kv is not None:
+            # Never written: what the allocation left there (NaN, say) would reach a row that
+            # reads past its prefix's length, under the mask but weighted 0 (0 x NaN is NaN).
+            self.kv.index_fill_(2, torch.tensor(self.unused, device=self.kv.device), 0)
+        self.unused.clear()
         if not keep.any():
             return
         device = last.device
