@@ -55,12 +55,12 @@ PRECISIONS = ("bf16", "fp32")
 ENCODINGS = ("full", "incremental")
 CLIENTS = 4
 INPUTS = (("ITEM_IDS", "BYTES"), ("EVENT_TYPES", "INT8"), ("GAPS", "FP32"), ("SILENCE", "FP32"))
-CACHE_MB = 8192  # the incremental variants' budget: every row of a size's pool stays cached
+SLOT_BYTES = 64 << 10  # above a cached sequence's bytes (fp32): the caches hold every row of their pool
 
 
 def calls_for(batch: int) -> int:
-    """Timed calls per variant and size: enough for a p99 at small batches, at least 32."""
-    return max(32, min(400, 8192 // batch))
+    """Calls per variant and size (one of them untimed): enough for a p99 at small batches."""
+    return max(33, min(401, 8192 // batch))
 
 
 def extension_pairs(max_len: int = 50) -> list[tuple[list, list]]:
@@ -122,27 +122,35 @@ def _batches(arrays, batch: int) -> list:
 def in_process(model, vocab, k: int, pool, batch: int, encoding: str, sync: Callable[[], None]) -> dict:
     """One variant at one batch size over `pool` ((previous, rows), distinct_pairs):
     sequences/s over the timed calls, their p50/p99 ms, and the encoder positions each
-    row cost (incremental: 1.0, the new event alone; full: the row's events)."""
+    timed row cost (incremental: about 1, the new event alone; full: what its call's
+    length groups computed). The pool's last call runs first, untimed: kernels, the
+    cache's paths and its scratch are warm before the clock starts."""
+    from models import serving
     from models.encoder_cache import EncoderCache
-    from models.serving import predict
 
-    cache = EncoderCache(CACHE_MB << 20) if encoding == "incremental" else None
-    warm, timed = _batches(pool[0], batch), _batches(pool[1], batch)
-    predict(model, vocab, *warm[0], k=k)  # the device and its kernels warmed (no cache)
+    device = next(model.parameters()).device.type
+    cache = EncoderCache(len(pool[0][0]) * SLOT_BYTES) if encoding == "incremental" else None
+    warm, calls = _batches(pool[0], batch), _batches(pool[1], batch)
     if cache is not None:
         for b in warm:
-            predict(model, vocab, *b, k=k, cache=cache)
-        sync()
+            serving.predict(model, vocab, *b, k=k, cache=cache)
+    serving.predict(model, vocab, *calls[-1], k=k, cache=cache)
+    sync()
+    timed = calls[:-1]
     positions = cache.positions if cache is not None else 0
     times = []
     for b in timed:
         t = time.perf_counter()
-        predict(model, vocab, *b, k=k, cache=cache)
+        serving.predict(model, vocab, *b, k=k, cache=cache)
         sync()
         times.append(time.perf_counter() - t)
-    rows = len(pool[1][0])
-    if cache is None:
-        positions = int((pool[1][1] > 0).sum())
+    rows = sum(len(b[0]) for b in timed)
+    if cache is None:  # each call's length groups, each at its longest row's width
+        cost = serving.CALL_COST_POSITIONS.get(device, 1_000_000)
+        positions = 0
+        for b in timed:
+            lengths = (b[1] > 0).sum(axis=1)
+            positions += sum(len(g) * max(int(lengths[g].max()), 1) for g in serving.length_groups(lengths, cost))
     else:
         positions = cache.positions - positions
     return {"rows_per_s": rows / sum(times), "p50_ms": 1000 * statistics.median(times),
@@ -216,17 +224,18 @@ def configured_copy(repo: Path, model: str, to: Path, config: str = "configs/gpu
     return to
 
 
-def _served_variants(settings: Settings, work: Path, device: str) -> Iterator[tuple[str, Path, str | None]]:
+def _served_variants(settings: Settings, work: Path, device: str,
+                     rows: int) -> Iterator[tuple[str, Path, str | None]]:
     """(label, repository, config name) of each served variant: the shipped GPU config
     with its sequence cache off, and the eager network with incremental encoding on one
-    instance (a member's rows must reach the instance that holds their cache). On the
-    CPU (a dry run) the CPU config, at fp32."""
+    instance (a member's rows must reach the instance that holds their cache), its
+    cache sized to hold all `rows`. On the CPU (a dry run) the CPU config, at fp32."""
     src, name = settings.triton_repo, settings.triton_model
     config, config_name = ("configs/gpu.pbtxt", "gpu") if device == "cuda" else ("config.pbtxt", None)
     yield "full", configured_copy(src, name, work / "repo-full", config, encoder_cache="off"), config_name
     yield "incremental", configured_copy(src, name, work / "repo-incremental", config, instances=1,
                                          network="eager", encoder_cache="incremental",
-                                         encoder_cache_mb=str(CACHE_MB)), config_name
+                                         encoder_cache_mb=str(-(-rows * SLOT_BYTES >> 20))), config_name
 
 
 def measure(settings: Settings, device: str, sizes, triton: bool = True, log=print) -> dict:
@@ -247,6 +256,11 @@ def measure(settings: Settings, device: str, sizes, triton: bool = True, log=pri
                "members": len(pairs),
                "command": "python -m bench.gpu" + ("" if device == "cuda" else " --device cpu"), "sizes": []}
     rows_by_size = {b: calls_for(b) * b for b in sizes}
+    served_rows = sum(rows_by_size.values())  # one server's rows, all distinct
+    needed, most = served_rows if triton else max(rows_by_size.values()), len(pairs) * len(vocab.items)
+    if needed > most:  # said before any measure, not after the in-process ones
+        raise ValueError(f"--sizes {','.join(map(str, sizes))} need {needed:,} distinct rows; "
+                         f"{len(pairs)} members and {len(vocab.items):,} items make at most {most:,}")
     per_size: dict[int, dict] = {b: {"batch": b, "rows": rows_by_size[b]} for b in sizes}
     for b in sizes:
         pool = distinct_pairs(pairs, vocab.items, rows_by_size[b])  # the same rows for every variant
@@ -258,7 +272,9 @@ def measure(settings: Settings, device: str, sizes, triton: bool = True, log=pri
                 per_size[b][f"cpu_fp32_{e}"] = in_process(cpu, vocab, k, pool, b, e, lambda: None)
         log(json.dumps(per_size[b]))
     if triton:
-        for label, repo, config_name in _served_variants(settings, work, device):
+        if device == "cuda":
+            torch.cuda.empty_cache()  # this process's cached blocks back, for the server's
+        for label, repo, config_name in _served_variants(settings, work, device, served_rows):
             if label == "full":
                 # The exported programs again, by the torch at hand: an archive written by a newer
                 # torch (the project pins 2.13) may not load in the GPU machine's older one.
@@ -280,8 +296,8 @@ def table(results: dict) -> list[str]:
     device = results["device"]
     variants = [(f"{device}_{p}_{e}", f"in-process {device.upper()}, {p}, {e}") for p in PRECISIONS
                 for e in ENCODINGS]
-    variants += [(f"triton_{e}", f"Triton {device.upper()}, " + ("bf16 exported" if device == "cuda" else "fp32")
-                  + f", {e}") for e in ENCODINGS]
+    served = {"full": "bf16 exported", "incremental": "bf16 eager"} if device == "cuda" else {}
+    variants += [(f"triton_{e}", f"Triton {device.upper()}, {served.get(e, 'fp32')}, {e}") for e in ENCODINGS]
     variants += [(f"cpu_fp32_{e}", f"in-process CPU, fp32, {e}") for e in ENCODINGS] if device == "cuda" else []
     lines = ["| batch | variant | seq/s | p50 ms | p99 ms | positions per row | vs CPU full |",
              "|---|---|---|---|---|---|---|"]
@@ -336,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         results = measure(Settings(), args.device, sizes, triton=not args.no_triton)
-    except LaunchError as exc:
+    except (LaunchError, ValueError) as exc:
         print(f"bench.gpu: {exc}", file=sys.stderr)
         return 1
     section = results_section(results)

@@ -69,7 +69,8 @@ class EncoderCache:
     window's keys and values (50 KB for the shipped model), so the cache holds
     `max_bytes / slot_bytes` sequences. Not `incremental`, or for a network without
     `extend_newest` (the exported programs), it keeps the newest hidden state alone
-    and reuses it for the same sequence only (a slot then costs ~1 KB). Counters: `hits` (rows answered from the cache
+    and reuses it for the same sequence only (a slot then costs ~3 KB, its codes most of
+    it). Counters: `hits` (rows answered from the cache
     alone), `extended` (rows that reused a prefix), `misses`, and `positions`
     (encoder positions computed) against `real` (the rows' events).
     """
@@ -78,6 +79,7 @@ class EncoderCache:
         self.max_bytes, self.incremental = int(max_bytes), incremental
         self.entries: OrderedDict[int, int] = OrderedDict()  # full-sequence hash -> slot, LRU first
         self.slots = 0
+        self.claimed: set[int] = set()  # slots the rows of the current batch took (_store)
         self.hits = self.extended = self.misses = self.positions = self.real = 0
 
     def _allocate(self, model, last: torch.Tensor, kv_dtype) -> None:
@@ -86,8 +88,8 @@ class EncoderCache:
         kv_bytes = width * per_position * torch.empty((), dtype=kv_dtype or last.dtype).element_size()
         slot_bytes = kv_bytes + last.numel() * last.element_size() + _CODE_BYTES * _CODES + _SLOT_OVERHEAD
         self.slots = max(int(self.max_bytes // slot_bytes), 2)
-        # Uninitialised (pages are committed as slots fill): a slot is zeroed when first given
-        # out (_slot_for), and rows without a prefix read slot _EMPTY, zeroed here.
+        # Uninitialised (on a CPU, pages are committed as slots fill): a slot is zeroed when
+        # first given out (_store), and rows without a prefix read slot _EMPTY, zeroed here.
         self.kv = None
         if kv_dtype is not None:
             # [blocks, keys/values, slot, head, position, head_dim]: a block's keys (or values)
@@ -162,6 +164,7 @@ class EncoderCache:
             out[torch.tensor(cached, device=out.device)] = self.last[torch.from_numpy(found[cached]).to(out.device)]
         if compute:
             pinned = set(found[found >= 0].tolist())  # slots this batch reads: not given out
+            self.claimed = set()  # slots this batch's rows took: a prefix's slot goes to one row
             order = np.array(compute, np.int64)
             self.extended += int((kept[order] > 0).sum())
             self.misses += int((kept[order] == 0).sum())
@@ -258,10 +261,11 @@ class EncoderCache:
                                                     extended.tolist())):
             if n == 0 or n > _CODES or key in self.entries:
                 continue
-            slot = self._slot_for(prefix, key, pinned)
+            slot = self._slot_for(-1 if prefix in self.claimed else prefix, key, pinned)
             if slot < 0:
                 continue
             pinned.add(slot)
+            self.claimed.add(slot)
             slot_of[r], own_of[r] = slot, slot == prefix
             self.entries[key] = slot
             self.keys[slot], self.lengths[slot] = key, n

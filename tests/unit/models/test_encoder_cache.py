@@ -148,3 +148,42 @@ def test_what_the_table_held_before_never_reaches_an_answer(size):
         assert np.isfinite(got[0]).all() and np.isfinite(got[2]).all()
         _close(got, predict(model, vocab, *_rows(batch, rows), k=k))
     assert cache.extended > 0
+
+
+def test_a_row_without_events_beside_rows_that_reuse_a_prefix():
+    """An all-padding row grouped with rows that read earlier positions sees no key at all
+    in the last block: it gets what full encoding gives it, not NaN."""
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    cache = EncoderCache()
+    predict(model, vocab, *_rows(batch, slice(0, 200)), k=k, cache=cache)
+    rows = [a[200:230].copy() for a in batch]
+    rows[0][0, :], rows[1][0, :], rows[2][0, :] = b"", 0, 0.0  # row 0: no events
+    extended = cache.extended
+    got = predict(model, vocab, *rows, k=k, cache=cache)
+    assert cache.extended > extended and np.isfinite(got[0]).all() and np.isfinite(got[2]).all()
+    _close(got, predict(model, vocab, *rows, k=k))
+
+
+def test_two_rows_extending_one_cached_prefix_keep_an_entry_each():
+    """Two members' sequences that grew from the same cached one, scored together: one
+    takes the prefix's slot, the other a new one; asked again, both are answered from the
+    cache with their own encoding."""
+    model, vocab, k = shipped()
+    batch = _growing_sequences()
+    lengths = (batch[1] > 0).sum(axis=1)
+    i = next(i for i in range(len(lengths) - 1) if 5 <= lengths[i] < 49 and lengths[i + 1] == lengths[i] + 1)
+    prefix, grown = _rows(batch, slice(i, i + 1)), _rows(batch, slice(i + 1, i + 2))
+    other = [a.copy() for a in grown]
+    other[0][0, -1] = next(x.encode() for x in vocab.items if x.encode() != grown[0][0, -1])
+    both = [np.concatenate([a, b]) for a, b in zip(grown, other)]
+    cache = EncoderCache()
+    predict(model, vocab, *prefix, k=k, cache=cache)
+    first = predict(model, vocab, *both, k=k, cache=cache)
+    assert cache.extended == 2 and len(cache.entries) == 2
+    hits = cache.hits
+    again = predict(model, vocab, *both, k=k, cache=cache)
+    assert cache.hits == hits + 2
+    want = predict(model, vocab, *both, k=k)
+    _close(first, want)
+    _close(again, want)

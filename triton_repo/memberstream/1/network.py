@@ -65,10 +65,14 @@ def _attend_with_past(q, past, k, v, mask: torch.Tensor, scale: float) -> torch.
     of them) and their own (`k`, `v`), as over the two joined, without joining them: the
     join copies the whole past in every block, while a member who added one event has a
     query or two. The scores of both parts side by side, one softmax, and each part's
-    values weighted by its share; `mask` [B, 1, M, P + M] as for the joined keys."""
-    past_k, past_v = past
-    scores = torch.cat([q @ past_k.transpose(-1, -2), q @ k.transpose(-1, -2)], dim=-1) * scale
+    values weighted by its share; `mask` [B, 1, M, P + M] as for the joined keys. A query
+    that sees no key (a row of padding alone) gets zeros, as scaled_dot_product_attention
+    gives it (not the NaN of a softmax over nothing)."""
+    past_k, past_v = (t.to(q.dtype) for t in past)
+    q = q * scale  # before the products: the scores' range stays a half-precision one
+    scores = torch.cat([q @ past_k.transpose(-1, -2), q @ k.transpose(-1, -2)], dim=-1)
     weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     n = past_k.shape[2]
     return weights[..., :n] @ past_v + weights[..., n:] @ v
 
