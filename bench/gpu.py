@@ -46,6 +46,7 @@ import numpy as np
 
 from bench.exported_model import load_model
 from bench.provenance import commit, machine
+from bench.triton_table import infer_inputs, model_arrays
 from stream.tools.launcher import LaunchError, start_triton, stopping
 from stream.settings import Settings
 
@@ -54,7 +55,6 @@ SIZES = (1, 16, 64, 256, 1024)
 PRECISIONS = ("bf16", "fp32")
 ENCODINGS = ("full", "incremental")
 CLIENTS = 4
-INPUTS = (("ITEM_IDS", "BYTES"), ("EVENT_TYPES", "INT8"), ("GAPS", "FP32"), ("SILENCE", "FP32"))
 SLOT_BYTES = 64 << 10  # above a cached sequence's bytes (fp32): the caches hold every row of their pool
 
 
@@ -89,11 +89,6 @@ def extension_pairs(max_len: int = 50) -> list[tuple[list, list]]:
     return list(pairs.values())
 
 
-def _arrays(rows: list) -> tuple:
-    return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
-            np.array([r[2] for r in rows], dtype=np.float32), np.full((len(rows), 1), 7 * 86400.0, np.float32))
-
-
 def distinct_pairs(members: list[list], items: list[str], count: int, start: int = 0):
     """`count` (previous rows, rows) from `extension_pairs`, as model input arrays: round
     after round, one pair of each member (round c takes a member's pairs in a fixed
@@ -112,7 +107,7 @@ def distinct_pairs(members: list[list], items: list[str], count: int, start: int
             ids = row[0] if not c else [items[(place[x] + c) % len(items)].encode() if x in place else x
                                         for x in row[0]]
             rows.append((ids, row[1], row[2]))
-    return _arrays(before), _arrays(after)
+    return model_arrays(before), model_arrays(after)
 
 
 def _batches(arrays, batch: int) -> list:
@@ -163,14 +158,6 @@ def served(triton, model_name: str, pool, batch: int, encoding: str, clients: in
     previous sequence first (all of them, untimed). Sequences/s over the timed pass's wall."""
     import tritonclient.grpc as grpc
 
-    def inputs(arrays):
-        out = []
-        for (name, dtype), arr in zip(INPUTS, arrays):
-            i = grpc.InferInput(name, list(arr.shape), dtype)
-            i.set_data_from_numpy(arr)
-            out.append(i)
-        return out
-
     shares = [[_batches(tuple(a[c::clients] for a in part), batch) for part in pool] for c in range(clients)]
     conns = [grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://")) for _ in range(clients)]
     times: list[float] = []
@@ -180,7 +167,7 @@ def served(triton, model_name: str, pool, batch: int, encoding: str, clients: in
         mine = []
         for arrays in shares[c][1 if timed else 0]:
             t = time.perf_counter()
-            conns[c].infer(model_name, inputs(arrays))
+            conns[c].infer(model_name, infer_inputs(arrays))
             mine.append(time.perf_counter() - t)
         if timed:
             with lock:
@@ -196,7 +183,7 @@ def served(triton, model_name: str, pool, batch: int, encoding: str, clients: in
         return time.monotonic() - t0
 
     try:
-        conns[0].infer(model_name, inputs(shares[0][0][0]))  # warmed, as in-process
+        conns[0].infer(model_name, infer_inputs(shares[0][0][0]))  # warmed, as in-process
         if encoding == "incremental":
             in_parallel(False)
         wall = in_parallel(True)

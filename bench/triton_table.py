@@ -33,7 +33,7 @@ def model_rows(lines: list[bytes], count: int, max_len: int):
             apply_event(s, e, max_len)
             if s.n_events >= max_len:
                 rows.append(model_inputs(s, max_len))
-    return _arrays(rows)
+    return model_arrays(rows)
 
 
 def prefix_pairs(lines: list[bytes], count: int, max_len: int):
@@ -65,10 +65,10 @@ def prefix_pairs(lines: list[bytes], count: int, max_len: int):
             after.append(model_inputs(s, max_len))
         else:
             apply_event(s, e, max_len)
-    return _arrays(before), _arrays(after)
+    return model_arrays(before), model_arrays(after)
 
 
-def _arrays(rows: list) -> tuple:
+def model_arrays(rows: list) -> tuple:
     """model_inputs rows as the model's input arrays, each scored a week after its newest event."""
     return (np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int8),
             np.array([r[2] for r in rows], dtype=np.float32),
@@ -114,6 +114,21 @@ def incremental_table(pairs, loaded) -> list[dict]:
     return out
 
 
+INPUTS = (("ITEM_IDS", "BYTES"), ("EVENT_TYPES", "INT8"), ("GAPS", "FP32"), ("SILENCE", "FP32"))
+
+
+def infer_inputs(arrays) -> list:
+    """model_arrays as the served model's gRPC inputs."""
+    import tritonclient.grpc as grpc
+
+    out = []
+    for (name, dtype), arr in zip(INPUTS, arrays):
+        i = grpc.InferInput(name, list(arr.shape), dtype)
+        i.set_data_from_numpy(arr)
+        out.append(i)
+    return out
+
+
 def _timed(fn: Callable[[int], None], seconds: float) -> list[float]:
     """Call fn(0), fn(1), ... for `seconds` (at least 5 calls); their durations."""
     fn(0)
@@ -138,8 +153,6 @@ def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: floa
 
     model, vocab, hp = loaded
     client = grpc.InferenceServerClient(triton.grpc_url.removeprefix("grpc://"))
-    names = ("ITEM_IDS", "EVENT_TYPES", "GAPS", "SILENCE")
-    dtypes = ("BYTES", "INT8", "FP32", "FP32")
     pool = len(rows[0])
     cursor = 0  # rows sent to Triton so far; never wraps within the pool (checked)
     out = []
@@ -153,11 +166,7 @@ def triton_table(triton: Triton, settings: Settings, rows, loaded, seconds: floa
     def served(b: int) -> Callable[[int], None]:
         def call(_: int) -> None:
             nonlocal cursor
-            inputs = []
-            for name, dtype, arr in zip(names, dtypes, take(cursor, b)):
-                i = grpc.InferInput(name, list(arr.shape), dtype)
-                i.set_data_from_numpy(arr)
-                inputs.append(i)
+            inputs = infer_inputs(take(cursor, b))
             cursor += b
             client.infer(settings.triton_model, inputs)
         return call
