@@ -81,7 +81,6 @@ class EncoderCache:
         self.max_bytes, self.incremental = int(max_bytes), incremental
         self.entries: OrderedDict[int, int] = OrderedDict()  # full-sequence hash -> slot, LRU first
         self.slots = 0
-        self.claimed: set[int] = set()  # slots the rows of the current batch took (_store)
         self.hits = self.extended = self.misses = self.positions = self.real = 0
 
     def _allocate(self, model, last: torch.Tensor, kv_dtype) -> None:
@@ -102,10 +101,9 @@ class EncoderCache:
             self.gathered = self.kv.new_empty((blocks, 2, 0, heads * width * head_dim))  # _extend's scratch
         self.last = torch.empty((self.slots, last.numel()), dtype=last.dtype, device=last.device)
         # Per slot, in Python lists (read row by row, where numpy's calls cost more than the
-        # work): its sequence's event codes, their count, and the entry's key.
+        # work): its sequence's event codes and their count.
         self.codes: list[list[int]] = [[] for _ in range(self.slots)]
         self.lengths = [0] * self.slots
-        self.keys = [0] * self.slots
         self.free = list(range(self.slots - 1, _EMPTY, -1))
         self.unused: list[int] = []  # slots given out from `free` since the last _store
 
@@ -166,7 +164,6 @@ class EncoderCache:
             out[torch.tensor(cached, device=out.device)] = self.last[torch.from_numpy(found[cached]).to(out.device)]
         if compute:
             pinned = set(found[found >= 0].tolist())  # slots this batch reads: not given out
-            self.claimed = set()  # slots this batch's rows took: a prefix's slot goes to one row
             order = np.array(compute, np.int64)
             self.extended += int((kept[order] > 0).sum())
             self.misses += int((kept[order] == 0).sum())
@@ -193,7 +190,7 @@ class EncoderCache:
         self.positions += int(np.maximum(real[rows], 1).sum())
         if not self.slots:
             self._allocate(model, last[0], None)
-        self._store(codes, hashes, real, rows, np.full(len(rows), -1), last, (None, None),
+        self._store(codes, hashes, real, rows, np.full(len(rows), -1), np.zeros(len(rows), np.uint64), last, (None, None),
                     np.zeros(len(rows), np.int64), pinned)
         return last
 
@@ -226,8 +223,9 @@ class EncoderCache:
         if not self.slots:
             self._allocate(model, last[0], kv[0][0].dtype)
         fresh = torch.stack([torch.stack(pair) for pair in kv]).to(self.kv.dtype)  # [blocks, 2, G, heads, new, hd]
-        self._store(codes, hashes, real, rows, np.where(kept[rows] > 0, found[rows], -1), last, (layers, fresh),
-                    reuse, pinned)
+        prefix_keys = hashes[rows, np.maximum(codes.shape[1] - n + kept[rows] - 1, 0)]  # read where kept > 0
+        self._store(codes, hashes, real, rows, np.where(kept[rows] > 0, found[rows], -1), prefix_keys, last,
+                    (layers, fresh), reuse, pinned)
         return last
 
     @staticmethod
@@ -235,11 +233,11 @@ class EncoderCache:
         attn = model.blocks.h[0].attn
         return attn.num_heads, attn.head_dim
 
-    def _slot_for(self, extended: int, key: int, pinned: set) -> int:
+    def _slot_for(self, extended: int, prefix_key: int, pinned: set) -> int:
         """A slot for a new entry: the one of the prefix it extends (if no other row took
         it first), else a free one, else the least recently used one not read now; -1."""
-        if extended >= 0 and self.entries.get(self.keys[extended]) == extended:
-            del self.entries[self.keys[extended]]
+        if extended >= 0 and self.entries.get(prefix_key) == extended:
+            del self.entries[prefix_key]
             return extended
         if self.free:
             slot = self.free.pop()
@@ -251,26 +249,28 @@ class EncoderCache:
                 return slot
         return -1
 
-    def _store(self, codes, hashes, real, rows, extended, last, encoded, reuse, pinned) -> None:
-        """Keep each row's sequence (of `rows`, those with events) in a slot. `encoded`:
+    def _store(self, codes, hashes, real, rows, extended, prefix_keys, last, encoded, reuse, pinned) -> None:
+        """Keep each row's sequence (of `rows`, those with events) in a slot. `extended`: the
+        slot of the prefix each row extends (-1: none), under its entry's key `prefix_keys`
+        (the first row to take it deletes that entry: a prefix's slot goes to one row). `encoded`:
         (past: per block a pair [G, heads, P, hd], left-aligned, or None; fresh: [blocks, 2,
         G, heads, M, hd], right-aligned, or None), the group's reused and computed
         positions; a row that keeps its prefix's slot writes its fresh positions alone,
         one in a new slot its reused ones too."""
         slot_of, own_of = [-1] * len(rows), [False] * len(rows)
         width = codes.shape[1]
-        for r, (i, n, key, prefix) in enumerate(zip(rows.tolist(), real[rows].tolist(), hashes[rows, -1].tolist(),
-                                                    extended.tolist())):
+        for r, (i, n, key, prefix, prefix_key) in enumerate(zip(rows.tolist(), real[rows].tolist(),
+                                                                hashes[rows, -1].tolist(), extended.tolist(),
+                                                                prefix_keys.tolist())):
             if n == 0 or n > _CODES or key in self.entries:
                 continue
-            slot = self._slot_for(-1 if prefix in self.claimed else prefix, key, pinned)
+            slot = self._slot_for(prefix, prefix_key, pinned)
             if slot < 0:
                 continue
             pinned.add(slot)
-            self.claimed.add(slot)
             slot_of[r], own_of[r] = slot, slot == prefix
             self.entries[key] = slot
-            self.keys[slot], self.lengths[slot] = key, n
+            self.lengths[slot] = n
             self.codes[slot] = codes[i, width - n:].tolist()
         slots, own = np.array(slot_of), np.array(own_of)
         keep = slots >= 0
