@@ -82,6 +82,26 @@ class Cluster:
         wait_until(lambda: worker.settled(n), timeout, f"worker to take {n} records and score them",
                    worker.process, 0.2)
 
+    def wait_shared(self, workers: list[WorkerProcess], timeout: float = 120.0) -> list[set[int]]:
+        """Until every worker is ready (200) and they own disjoint partitions that cover
+        all: each one's. A join brings up to three rebalances of two groups (Faust's, the
+        batchers'); on CI's two loaded cores 60 s were once too few. Fails with each
+        worker's last /health."""
+        last: list[tuple] = [(None, {})] * len(workers)
+
+        def done() -> bool:
+            for i, w in enumerate(workers):
+                last[i] = w.health()
+            owned = [set(body["partitions"]) for code, body in last if code == 200]
+            return (len(owned) == len(workers) and all(owned)
+                    and sum(map(len, owned)) == len(set().union(*owned)) == self.partitions)
+        try:
+            wait_until(done, timeout, "the workers to share the partitions", interval=0.2)
+        except LaunchError:
+            pytest.fail(f"the workers did not share the partitions in {timeout:.0f} s; "
+                        f"their last /health (code, body): {last}")
+        return [set(body["partitions"]) for _, body in last]
+
     def read(self, topic: str, count: int | None = None, idle_s: float = 2.0) -> list:
         async def collect():
             return [m async for m in messages(self.broker.bootstrap, topic, True, count, idle_s)]

@@ -5,10 +5,7 @@ section 8: the commit protocol, the input cursor, frames, end markers)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
@@ -281,15 +278,6 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
 
 # --- 2. revoked with dirty states ------------------------------------------------------------
 
-def _owned(worker: WorkerProcess) -> set[int] | None:
-    """The partitions a ready worker owns (None while it is not ready: rebalancing)."""
-    try:
-        with urllib.request.urlopen(f"{worker.web_url}/health", timeout=5) as r:
-            return set(json.load(r)["partitions"])
-    except urllib.error.HTTPError:
-        return None
-
-
 def test_partitions_revoked_with_dirty_states_reach_their_new_owner_exactly(cluster, clean):
     """A worker whose member states are not yet in the changelog loses partitions to a
     joining worker: it flushes them before giving them up, so the new owner serves their
@@ -309,10 +297,7 @@ def test_partitions_revoked_with_dirty_states_reach_their_new_owner_exactly(clus
     assert cluster.changelog() == ({}, {})
 
     second = cluster.start_worker()
-    wait_until(lambda: (a := _owned(first)) is not None and (b := _owned(second)) is not None
-               and b and not a & b and a | b == set(range(PARTITIONS)),
-               60, "the two workers to share the partitions", interval=0.2)
-    moved = _owned(second)
+    moved = cluster.wait_shared([first, second])[1]
     moved_members = {m for m in valid if part[m] in moved}
     assert moved_members & set(valid_head), (moved, part)
     # Flushed on revocation: the moved members' states and their partitions' input offsets.
