@@ -28,6 +28,7 @@ from typing import Optional
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from stream.kafka.refetcher import Refetcher
@@ -51,7 +52,11 @@ class StallWatcher:
     def owned(self) -> set[int]:
         """Partitions of the agent's input this worker owns."""
         topic = self.worker.input_topic
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        try:
+            assignment = self.app.consumer.assignment()
+        except ConsumerNotStarted:  # start-up: /health is served before the consumer's thread runs
+            return set()
+        return {tp.partition for tp in assignment if tp.topic == topic}
 
     def _last_handed(self, partition: int) -> Optional[int]:
         """Offset of the partition's last record Faust handed to the stream, None if

@@ -1,6 +1,9 @@
 """What /health answers (stream/worker/health.py)."""
 from stream.scoring.breaker import Breaker
+from stream.settings import Settings
+from stream.worker.app import build_app
 from stream.worker.health import assess
+from stream.worker.stall_watcher import StallWatcher
 
 
 def test_health_is_ok_degraded_or_starting_with_its_reasons():
@@ -21,3 +24,11 @@ def test_health_is_ok_degraded_or_starting_with_its_reasons():
     assert (broker.status, broker.code, broker.reasons) == ("degraded", 503, ["broker unreachable for 31 s"])
     starting = assess(ready=False, scoring=down, held=0, held_s=0.0)
     assert (starting.status, starting.code) == ("starting", 503) and starting.reasons
+
+
+def test_before_faust_starts_its_consumer_the_worker_owns_no_partition(tmp_path):
+    """/health is served before Faust's consumer thread runs: asking for the assignment then
+    raised ConsumerNotStarted, a 500 and a traceback in the log (a fresh clone's test run met
+    it); the worker owns nothing yet, so /health says starting."""
+    app, worker = build_app(Settings(_env_file=None, state_dir=tmp_path))
+    assert StallWatcher(app, worker).owned() == set()
