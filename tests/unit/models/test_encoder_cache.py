@@ -98,6 +98,9 @@ def test_a_small_budget_evicts_and_answers_the_same(slots):
         _close(got, predict(model, vocab, *_rows(batch, rows), k=k))
         assert len(cache.entries) <= cache.slots - 1 and cache.slots == slots
         assert sorted(cache.entries.values()) == sorted(set(cache.entries.values()))  # one entry a slot
+        # The tables it keeps, the gathers' scratch included, stay within the budget.
+        assert sum(t.numel() * t.element_size() for t in (cache.kv, cache.last, cache.gathered)) <= cache.max_bytes
+    assert cache.gathered.shape[2] == cache.scratch_rows == slots // 8 and cache.extended > 0
 
 
 def test_a_hash_collision_is_a_miss_not_a_wrong_answer(monkeypatch):

@@ -42,6 +42,7 @@ _EMPTY = 0  # the slot of rows with no cached prefix: all zeros, never given out
 _CODES = 64  # events a slot's sequence may hold (the served signature's sequences: 50)
 _CODE_BYTES = 36  # a slot's event code in its Python list: a pointer and an int
 _SLOT_OVERHEAD = 250  # bytes a slot costs beside its codes: the entries' dict, its key and length
+_SCRATCH_SLOTS = 8  # slots per row of _extend's scratch (the default budget's: 2,221 rows in fp32)
 
 
 def event_codes(items: np.ndarray, types: np.ndarray, gap_buckets: np.ndarray) -> np.ndarray:
@@ -68,11 +69,13 @@ class EncoderCache:
     `last_hidden(model, batch)` is `serving.encode_newest(model, batch)`, computing
     only the positions that no cached prefix holds. `max_bytes` bounds the table
     (allocated at the first call, on the model's device): a slot costs a whole
-    window's keys and values (50 KB for the shipped model), so the cache holds
-    `max_bytes / slot_bytes` sequences. Not `incremental`, or for a network without
-    `extend_newest` (the exported programs), it keeps the newest hidden state alone
-    and reuses it for the same sequence only (a slot then costs ~3 KB, its codes most of
-    it). Counters: `hits` (rows answered from the cache
+    window's keys and values (50 KB for the shipped model), and an eighth of those
+    again for the scratch the gathers fill (kept between calls: a row per 8 slots;
+    larger groups are encoded in parts of that many rows), so the cache holds
+    `max_bytes / (slot_bytes + kv_bytes / 8)` sequences. Not `incremental`, or for a
+    network without `extend_newest` (the exported programs), it keeps the newest
+    hidden state alone and reuses it for the same sequence only (a slot then costs
+    ~3 KB, its codes most of it). Counters: `hits` (rows answered from the cache
     alone), `extended` (rows that reused a prefix), `misses`, and `positions`
     (encoder positions computed) against `real` (the rows' events).
     """
@@ -80,7 +83,7 @@ class EncoderCache:
     def __init__(self, max_bytes: int = 1 << 30, incremental: bool = True):
         self.max_bytes, self.incremental = int(max_bytes), incremental
         self.entries: OrderedDict[int, int] = OrderedDict()  # full-sequence hash -> slot, LRU first
-        self.slots = 0
+        self.slots = self.scratch_rows = 0
         self.hits = self.extended = self.misses = self.positions = self.real = 0
 
     def _allocate(self, model, last: torch.Tensor, kv_dtype) -> None:
@@ -88,7 +91,10 @@ class EncoderCache:
         per_position = 0 if kv_dtype is None else 2 * sum(b.attn.embed_dim for b in model.blocks.h)
         kv_bytes = width * per_position * torch.empty((), dtype=kv_dtype or last.dtype).element_size()
         slot_bytes = kv_bytes + last.numel() * last.element_size() + _CODE_BYTES * _CODES + _SLOT_OVERHEAD
-        self.slots = max(int(self.max_bytes // slot_bytes), 2)
+        # _extend's scratch is inside the budget: a row of it per _SCRATCH_SLOTS slots (a
+        # slot's keys and values each); larger groups are encoded in parts of that many rows.
+        self.slots = max(int(self.max_bytes // (slot_bytes + kv_bytes / _SCRATCH_SLOTS)), 2)
+        self.scratch_rows = self.slots // _SCRATCH_SLOTS if kv_bytes else 0
         # Uninitialised (on a CPU, pages are committed as slots fill): a slot is zeroed when
         # first given out (_store), and rows without a prefix read slot _EMPTY, zeroed here.
         self.kv = None
@@ -170,8 +176,8 @@ class EncoderCache:
             groups = serving.length_groups(np.maximum(real[order] - kept[order], 1),
                                            serving.CALL_COST_POSITIONS.get(batch.types.device.type, 1_000_000)) \
                 if incremental else [np.arange(len(order))]
-            for group in groups:
-                rows_g = order[group]
+            step = self.scratch_rows if incremental and self.scratch_rows else len(order)
+            for rows_g in (order[group[i:i + step]] for group in groups for i in range(0, len(group), step)):
                 last = self._extend(model, batch, codes, hashes, real, kept, found, rows_g, pinned) \
                     if incremental else self._encode(model, batch, codes, hashes, real, rows_g, pinned)
                 if out is None:
@@ -213,9 +219,16 @@ class EncoderCache:
             # that batched matrix products read as it is. Per block [G, heads, before, head_dim].
             blocks, _, slots, *slot_shape = self.kv.shape
             rows_of = self.kv.view(blocks, 2, slots, -1)  # a slot's positions as one row: a plain copy each
-            if self.gathered.shape[2] < len(rows):  # into one scratch, kept: fresh pages cost more than the copy
-                self.gathered = rows_of.new_empty((blocks, 2, 2 * len(rows), rows_of.shape[3]))
-            layers = [tuple(torch.index_select(rows_of[b, i], 0, source, out=self.gathered[b, i, :len(rows)])
+            # Into one scratch, kept (fresh pages cost more than the copy), of at most
+            # scratch_rows rows (last_hidden's parts); a budget under 8 slots keeps none.
+            if not self.scratch_rows:
+                scratch = rows_of.new_empty((blocks, 2, len(rows), rows_of.shape[3]))
+            elif self.gathered.shape[2] < len(rows):
+                scratch = self.gathered = rows_of.new_empty(
+                    (blocks, 2, min(2 * len(rows), self.scratch_rows), rows_of.shape[3]))
+            else:
+                scratch = self.gathered
+            layers = [tuple(torch.index_select(rows_of[b, i], 0, source, out=scratch[b, i, :len(rows)])
                             .view(-1, *slot_shape)[:, :, :before] for i in (0, 1)) for b in range(blocks)]
             past_real = torch.from_numpy(np.arange(before)[None, :] < reuse[:, None]).to(device)
         last, kv = model.extend_newest(items, types, gaps, layers, past_real)
