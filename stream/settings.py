@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # The worker exits (code 3) once the broker has not answered for this long, for its
     # supervisor to restart it (stream/worker/watchdog.py); 0: it waits however long.
     broker_lost_exit_s: float = Field(60.0, ge=0)
+    # The worker exits (code 5) once it has not been ready (/health `starting`) for this long
+    # without progress (a rebalance, a changelog record recovered) while the broker answers:
+    # a recovery or a rebalance that never ends is restarted, not waited on; 0: it waits.
+    start_stall_exit_s: float = Field(300.0, ge=0)
     # `memberstream up` restarts a dead worker or Triton after restart_base_s, doubled per
     # death in a row up to restart_max_s; one that ran restart_stable_s starts afresh
     # (stream/tools/supervisor.py).

@@ -26,7 +26,8 @@ from typing import Callable, Optional
 from stream.tools.launcher import LaunchError, Process
 
 # What the worker's own exit codes mean (stream/worker/watchdog.py).
-WORKER_EXITS = {3: "the broker was unreachable for too long", 4: "its Faust app crashed"}
+WORKER_EXITS = {3: "the broker was unreachable for too long", 4: "its Faust app crashed",
+                5: "it was starting without progress for too long"}
 
 
 class StackLost(Exception):

@@ -66,10 +66,28 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
     def assigned() -> list[int]:
         return sorted(watcher.owned()) if app.consumer else []
 
+    def ready() -> bool:
+        return (bool(assigned()) and app.tables.recovery.completed.is_set() and not app.rebalancing
+                and (not worker.settings.frames or batcher.joined.is_set()))
+
     def current_health():
-        ready = (bool(assigned()) and app.tables.recovery.completed.is_set() and not app.rebalancing
-                 and (not worker.settings.frames or batcher.joined.is_set()))
-        return worker.health(ready)
+        return worker.health(ready())
+
+    def starting():
+        """None when ready; else what moves while the worker starts, in words (the watchdog
+        compares them, stream/worker/watchdog.py): rebalances, changelog records left to
+        recover, the batcher's group, the partitions."""
+        if ready():
+            return None
+        recovery, frames = app.tables.recovery, worker.settings.frames
+        return ", ".join([
+            f"rebalance #{app.rebalancing_count} {'under way' if app.rebalancing else 'done'}",
+            f"{recovery.active_remaining_total()} changelog records left to recover" if recovery.in_recovery
+            else f"recovery {'complete' if recovery.completed.is_set() else 'not started'}",
+            f"batcher {'in' if frames and batcher.joined.is_set() else 'not in'} its group" if frames else "no batcher",
+            f"partitions {assigned()}"])
+
+    worker.watchdog.starting = starting
 
     def highwater(partition: int):
         if not app.consumer:

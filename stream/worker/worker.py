@@ -84,7 +84,8 @@ class Worker:
         # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
         self.batch = s.batch_max_frames if s.frames else s.batch_max_events
         self.batch_within_s = s.frame_batch_within_s if s.frames else s.batch_within_s
-        self.watchdog = Watchdog(s.bootstrap_servers, s.broker_lost_exit_s, crashed, security=security)
+        self.watchdog = Watchdog(s.bootstrap_servers, s.broker_lost_exit_s, crashed, security=security,
+                                 start_stall_exit_s=s.start_stall_exit_s)
         self.watchdog_task: Optional[asyncio.Task] = None
         self.started = asyncio.Event()  # scorer and sender started
         self.agent_moved_at = 0.0  # monotonic time the agent last got a batch (0: not yet)

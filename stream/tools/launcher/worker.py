@@ -81,15 +81,18 @@ def records_taken(metrics: dict[str, float]) -> int:
 
 
 def start_worker(env_overrides: dict[str, str], log_dir: Path, name: str = "worker",
-                 timeout: float = 90.0, port: int | None = None) -> WorkerProcess:
+                 timeout: float = 90.0, port: int | None = None, ready: bool = True) -> WorkerProcess:
     """`memberstream worker` as its own process, configured only through MEMBERSTREAM_*;
-    its web server on `port` (that of a worker this one replaces; default a free one)."""
+    its web server on `port` (that of a worker this one replaces; default a free one).
+    Returns once /health answers 200 (not `ready`: at once)."""
     port = port or free_port()
     env = dict(os.environ)
     env.update(env_overrides)
     env["MEMBERSTREAM_WEB_PORT"] = str(port)
     env["PYTHONUNBUFFERED"] = "1"
     proc = spawn(name, [sys.executable, "-m", "stream.cli", "worker"], log_dir, env=env)
+    if not ready:
+        return WorkerProcess(proc, port)
     try:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout, name, proc,
                    interval=0.2)
