@@ -82,11 +82,10 @@ class Cluster:
         wait_until(lambda: worker.settled(n), timeout, f"worker to take {n} records and score them",
                    worker.process, 0.2)
 
-    def wait_shared(self, workers: list[WorkerProcess], timeout: float = 120.0) -> list[set[int]]:
+    def wait_shared(self, workers: list[WorkerProcess], timeout: float = 60.0) -> list[set[int]]:
         """Until every worker is ready (200) and they own disjoint partitions that cover
-        all: each one's. A join brings up to three rebalances of two groups (Faust's, the
-        batchers'); on CI's two loaded cores 60 s were once too few. Fails with each
-        worker's last /health."""
+        all: each one's. Fails with each worker's last /health (a worker whose recovery
+        stalled after a join showed as `starting` with its partitions, docs/RELIABILITY.md)."""
         last: list[tuple] = [(None, {})] * len(workers)
 
         def done() -> bool:
