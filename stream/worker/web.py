@@ -84,7 +84,7 @@ def register(app: faust.App, worker: Worker, members: faust.Table, watcher: Stal
             f"rebalance #{app.rebalancing_count} {'under way' if app.rebalancing else 'done'}",
             f"{recovery.active_remaining_total()} changelog records left to recover" if recovery.in_recovery
             else f"recovery {'complete' if recovery.completed.is_set() else 'not started'}",
-            f"batcher {'in' if frames and batcher.joined.is_set() else 'not in'} its group" if frames else "no batcher",
+            f"batcher {'in' if batcher.joined.is_set() else 'not in'} its group" if frames else "no batcher",
             f"partitions {assigned()}"])
 
     worker.watchdog.starting = starting
