@@ -54,6 +54,7 @@ class ItemStatsConfig:
 class ItemStats:
     def __init__(self, config: ItemStatsConfig = ItemStatsConfig()):
         self.c = config
+        self._prune_at = 2 * config.kept
         self.half_life_ms = config.half_life_days * DAY_MS
         self.ref_ms: Optional[int] = None
         self.popularity: dict[str, float] = {}
@@ -86,6 +87,7 @@ class ItemStats:
             return
         self._count(item, ts, weight)
         earliest, seen, a = ts - self.c.window_s * 1000, {item}, None
+        ids, pair = self.ids, self._pair
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -97,9 +99,11 @@ class ItemStats:
             if w > 0.0:
                 if a is None:
                     a = self._number(item)
-                b = self._number(other)
-                self._pair(a, b, w)
-                self._pair(b, a, w)
+                b = ids.get(other)
+                if b is None:
+                    b = self._number(other)
+                pair(a, b, w)
+                pair(b, a, w)
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
         """Count the event just applied to `state` at event time `ts` (the newest, or
@@ -141,10 +145,11 @@ class ItemStats:
         if at is not None:
             row.weights[at] += w
             return
-        row.slots[b] = len(row.numbers)
-        row.numbers.append(b)
+        numbers = row.numbers
+        row.slots[b] = len(numbers)
+        numbers.append(b)
         row.weights.append(w)
-        if len(row.numbers) > 2 * self.c.kept:
+        if len(numbers) > self._prune_at:
             self.pairs[a] = row.strongest(self.c.kept, self.names)
 
     # --- reading ----------------------------------------------------------------------

@@ -131,54 +131,97 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
     gives no candidates: the list may then be shorter than k).
     """
     banned = _bought_recently(state, blend.exclude_bought_within_days)
-    trending, trending_parts = _trending(stats, blend.trending)
+    trend = _trending(stats, blend.trending)
     signals = {
         "model": (blend.model, _scaled(dict(zip(model_items, map(float, model_scores))))),
         "repeat": (blend.repeat, _scaled(repeat_scores(state, blend.repeat_half_life_days))),
         "related": (blend.related, {}),
-        "trending": (blend.trending, trending),
+        "trending": (blend.trending, trend.scaled),
     }
     owned = signals["repeat"][1]
     # Without a filter or a recent purchase to exclude, every item passes: no call per item.
     passes = (lambda i: i not in banned and blend.allows(i, stats)) if banned or blend.filters else None
     if blend.related > 0.0:
-        others = owned.keys() | {i for name in ("model", "trending") if signals[name][0] > 0.0
-                                 for i in signals[name][1]}
-        signals["related"] = (blend.related, _related(state, stats, blend, k, others, passes))
-    # Each item's weighted signals summed in signal order, trending last: the trending
-    # parts come whole from the ranking's memo, the sums of the others are added to them.
+        others = owned.keys() | signals["model"][1].keys() if blend.model > 0.0 else owned.keys()
+        known = stats.numbers_of(others)
+        if trend.parts:
+            known = np.concatenate((known, trend.numbers(stats)))  # an item twice is harmless
+        signals["related"] = (blend.related, _related(state, stats, blend, k, known, passes))
+    # Each item's weighted signals summed in signal order, trending last.
     total: dict[str, float] = {}
     for name in ("model", "repeat", "related"):
         weight, scores = signals[name]
         if weight > 0.0:
             for item, v in scores.items():
                 total[item] = total.get(item, 0.0) + weight * v
-    if trending_parts:
-        total = {**trending_parts, **{i: v + trending_parts.get(i, 0.0) for i, v in total.items()}}
+    parts = trend.parts
+    if parts:
+        for item, v in total.items():
+            part = parts.get(item)
+            if part is not None:
+                total[item] = v + part
     norm = sum(max(w, 0.0) for w, _ in signals.values()) or 1.0
-    passing = total if passes is None else [i for i in total if passes(i)]
     own, new = [], []  # (rank key, item): best first is smallest, ties by item id
-    for i in passing:
-        (own if i in owned else new).append((-total[i], i))
+    for i in total:
+        if passes is None or passes(i):
+            (own if i in owned else new).append((-total[i], i))
+    if parts:
+        # Items only trending rank by their part alone, the same for every member: the
+        # k best new to the member that pass can fill the list, no other (every item
+        # the member had is also in `total` while the repeat signal counts).
+        every_owned_counted, taken = blend.repeat > 0.0, 0
+        for i in trend.ranked:
+            if i in total or (passes is not None and not passes(i)):
+                continue
+            if i in owned:
+                own.append((-parts[i], i))
+            elif taken < k:
+                new.append((-parts[i], i))
+                taken += 1
+            elif every_owned_counted:
+                break
+            else:
+                continue
+            total[i] = parts[i]
     n_own = max(round(k * blend.repeat_share), k - len(new)) if blend.repeat_share > 0 else 0
     own = heapq.nsmallest(n_own, own) if n_own else []
     chosen = sorted(own + heapq.nsmallest(k - len(own), new))
     return [(i, round(total[i] / norm, 6), REASONS[_strongest(i, signals)]) for _, i in chosen]
 
 
-_trending_memo: "weakref.WeakKeyDictionary[ItemStats, tuple]" = weakref.WeakKeyDictionary()
+class _Trending:
+    """The trending signal of one ranking of the item statistics at one weight: scaled
+    to the best 1, its weighted parts ({} at weight 0), the items of the parts best
+    first (ties by item id) and their item numbers (those paired so far: numbers are
+    never taken back, so the ones still missing are looked up again)."""
+    __slots__ = ("key", "scaled", "parts", "ranked", "_numbers", "_unnumbered")
+
+    def __init__(self, key: tuple, scaled: dict[str, float], parts: dict[str, float], stats: ItemStats):
+        self.key, self.scaled, self.parts = key, scaled, parts
+        self.ranked = sorted(parts, key=lambda i: (-parts[i], i))
+        self._numbers = stats.numbers_of(parts)
+        self._unnumbered = [i for i in parts if i not in stats.ids]
+
+    def numbers(self, stats: ItemStats) -> np.ndarray:
+        if self._unnumbered and any(i in stats.ids for i in self._unnumbered):
+            self._numbers = stats.numbers_of(self.parts)
+            self._unnumbered = [i for i in self.parts if i not in stats.ids]
+        return self._numbers
 
 
-def _trending(stats: ItemStats, weight: float) -> tuple[dict[str, float], dict[str, float]]:
-    """The trending signal (scaled to the best 1) and its weighted parts ({} at weight 0),
-    made once per ranking of `stats` (a ranking holds for TRENDING_REFRESH_EVENTS events)."""
+_trending_memo: "weakref.WeakKeyDictionary[ItemStats, _Trending]" = weakref.WeakKeyDictionary()
+
+
+def _trending(stats: ItemStats, weight: float) -> _Trending:
+    """The trending signal, made once per ranking of `stats` (a ranking holds for
+    TRENDING_REFRESH_EVENTS events) and weight."""
     top = stats.trending(_TRENDING_CANDIDATES)
     memo = _trending_memo.get(stats)
-    if memo is None or memo[0] != (stats.rankings, weight):
+    if memo is None or memo.key != (stats.rankings, weight):
         scaled = _scaled(dict(top))
         parts = {i: weight * v for i, v in scaled.items()} if weight > 0.0 else {}
-        memo = _trending_memo[stats] = ((stats.rankings, weight), scaled, parts)
-    return memo[1], memo[2]
+        memo = _trending_memo[stats] = _Trending((stats.rankings, weight), scaled, parts, stats)
+    return memo
 
 
 def _strongest(item: str, signals: dict) -> str:
@@ -190,16 +233,16 @@ def _strongest(item: str, signals: dict) -> str:
     return name
 
 
-def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, others,
+def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, known: np.ndarray,
              passes: Optional[Callable[[str], bool]]) -> dict[str, float]:
     """The related scores (scaled to the best 1) that can reach a top k: those of items
-    another signal (or the member's own history) scores too, and the k best of the rest
+    another signal (or the member's own history) scores too (`known`, their item
+    numbers; one may come twice), and the k best of the rest
     that `passes` the filters (None: every item; ties by item id, as the blend ranks). An item only related
     ranks by its related score alone and is new to the member, so no other can: the
     list is the one all of them would give (tests/unit/domain/test_policies.py holds it
     to that). Summed and ranked over numpy arrays: a member's related items number up
     to some thousands, the rest of the blend a few hundred."""
-    known = stats.numbers_of(others)
     numbers, raw, raw_known = stats.related_arrays(state.items, blend.related_items, known)
     if not len(raw):
         return {}

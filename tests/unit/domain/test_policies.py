@@ -321,3 +321,25 @@ def test_the_trending_signal_follows_each_new_ranking():
     half = replace(blend, trending=0.5, related=0.5)
     assert recommendation_policy.blend_items(s, [], [], stats, half, 2) == _blend_every_candidate(
         s, [], [], stats, half, 2)
+
+
+def test_a_trending_item_paired_after_its_ranking_keeps_its_related_part(monkeypatch):
+    """The trending signal is made once per ranking, item numbers included; an item
+    trending before it was ever paired, paired before the next ranking, still counts
+    its related part (else R, the best related item, ties with it and comes first)."""
+    monkeypatch.setattr(recommendation_policy, "_TRENDING_CANDIDATES", 2)
+    stats = _stats(*[["M", "R"]] * 5, *[["M"]] * 3, *[["X"]] * 20)  # trending X and M; X not paired
+    s = MemberState("m1", 0)
+    _bought(s, "M", 1)
+    blend = recommendation_policy.Blend(model=0.0, repeat=0.0, related=1.0, trending=1.0, repeat_share=0.0)
+    assert [i for i, _, _ in recommendation_policy.blend_items(s, [], [], stats, blend, 1)] == ["R"]
+    rankings = stats.rankings
+    for n in range(2):  # X bought with M twice: related 0.4 of R's, on top of trending 1.0
+        other = MemberState(f"p{n}", 0)
+        for item in ("M", "X"):
+            _bought(other, item, 0, category=item[0])
+            stats.observe_newest(other, other.last_ts, item[0])
+    got = recommendation_policy.blend_items(s, [], [], stats, blend, 1)
+    assert stats.rankings == rankings  # the same ranking
+    assert got == _blend_every_candidate(s, [], [], stats, blend, 1)
+    assert [(i, why) for i, _, why in got] == [("X", "TRENDING")]
