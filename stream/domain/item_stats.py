@@ -86,8 +86,10 @@ class ItemStats:
         if weight <= 0.0:
             return
         self._count(item, ts, weight)
-        earliest, seen, a = ts - self.c.window_s * 1000, {item}, None
-        ids, pair = self.ids, self._pair
+        earliest, seen, a, row_a = ts - self.c.window_s * 1000, {item}, -1, None
+        ids, pairs = self.ids, self.pairs
+        # The pair weight added both ways; a neighbour already kept (the common case)
+        # inline, a new one by _append (which may prune the row).
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -97,13 +99,29 @@ class ItemStats:
             seen.add(other)
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
             if w > 0.0:
-                if a is None:
+                if row_a is None:
                     a = self._number(item)
+                    row_a = pairs.get(a)
+                    if row_a is None:
+                        row_a = pairs[a] = _Row()
                 b = ids.get(other)
                 if b is None:
                     b = self._number(other)
-                pair(a, b, w)
-                pair(b, a, w)
+                row_a.total += w
+                slot = row_a.slots.get(b)
+                if slot is None:
+                    row_a = self._append(row_a, a, b, w)
+                else:
+                    row_a.weights[slot] += w
+                row_b = pairs.get(b)
+                if row_b is None:
+                    row_b = pairs[b] = _Row()
+                row_b.total += w
+                slot = row_b.slots.get(a)
+                if slot is None:
+                    self._append(row_b, b, a, w)
+                else:
+                    row_b.weights[slot] += w
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
         """Count the event just applied to `state` at event time `ts` (the newest, or
@@ -136,21 +154,16 @@ class ItemStats:
             self.names.append(item)
         return n
 
-    def _pair(self, a: int, b: int, w: float) -> None:
-        row = self.pairs.get(a)
-        if row is None:
-            row = self.pairs[a] = _Row()
-        row.total += w
-        at = row.slots.get(b)
-        if at is not None:
-            row.weights[at] += w
-            return
+    def _append(self, row: "_Row", a: int, b: int, w: float) -> "_Row":
+        """b as a new neighbour of a (whose row is `row`) at weight w; the row of a
+        after, its strongest `kept` if it grew past twice that."""
         numbers = row.numbers
         row.slots[b] = len(numbers)
         numbers.append(b)
         row.weights.append(w)
         if len(numbers) > self._prune_at:
-            self.pairs[a] = row.strongest(self.c.kept, self.names)
+            row = self.pairs[a] = row.strongest(self.c.kept, self.names)
+        return row
 
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
