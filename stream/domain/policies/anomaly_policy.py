@@ -73,6 +73,7 @@ class OrderSpend:
     def __init__(self) -> None:
         self.counts: Counter = Counter()
         self.n = 0
+        self._known: dict[float, tuple[int, float]] = {}  # q -> (n, its quantile): asked per purchase
 
     def observe(self, spend: float) -> None:
         if spend > 0:
@@ -90,13 +91,18 @@ class OrderSpend:
         before `min_orders` orders were seen."""
         if self.n < max(1, min_orders):
             return None
+        known = self._known.get(q)
+        if known is not None and known[0] == self.n:  # no order counted since
+            return known[1]
         bins = sorted(self.counts)
         cumulative, total = [], 0
         for b in bins:
             total += self.counts[b]
             cumulative.append(total)
         at = bins[min(len(bins) - 1, bisect_left(cumulative, q * self.n))]
-        return 2.0 ** ((at + 1) / self.BINS_PER_OCTAVE)
+        value = 2.0 ** ((at + 1) / self.BINS_PER_OCTAVE)
+        self._known[q] = (self.n, value)
+        return value
 
 
 def anomaly_id(member_id: str, n_events: int, event_id: str, kind: str = "anomaly") -> str:

@@ -71,6 +71,19 @@ def test_order_spend_quantiles_are_known_within_a_bin_once_enough_orders_were_se
     assert recovered.n == 2  # the closed orders; the newest may grow
 
 
+def test_an_order_spend_quantile_follows_every_order_counted():
+    """A quantile is kept until the next order counts (it is asked on every purchase)."""
+    spend = OrderSpend()
+    for _ in range(10):
+        spend.observe(10.0)
+    assert 10 <= spend.quantile(0.5) <= 10 * 2 ** (1 / 8)
+    assert spend.quantile(0.5) == spend.quantile(0.5)
+    for _ in range(11):
+        spend.observe(1000.0)
+        spend.quantile(0.5)
+    assert 1000 <= spend.quantile(0.5) <= 1000 * 2 ** (1 / 8)  # 11 of 21 orders now at 1,000
+
+
 def events_against(s: MemberState, items, rules=Rules()):
     out = []
     for n, item in enumerate(items, start=len(s.items)):
