@@ -1,0 +1,23 @@
+"""bench/item_stats_size.py counts what one worker's item statistics hold."""
+import orjson
+
+from bench.item_stats_size import item_stats_size
+from stream.settings import Settings
+
+T = 1_300_000_000_000
+
+
+def _line(n, member, kind, item, ts=T):
+    return orjson.dumps({"event_id": f"e{n}", "member_id": member, "type": kind, "item_id": item, "ts": ts})
+
+
+def test_items_counted_paired_and_their_neighbours():
+    lines = [_line(0, "m1", "purchase", "A"), _line(1, "m1", "purchase", "B"), _line(2, "m1", "purchase", "C"),
+             _line(3, "m2", "view", "D"),  # counted, paired with nothing
+             _line(4, "m3", "remove_from_cart", "E"),  # weight 0: neither
+             b"not json"]
+    small = item_stats_size(lines, Settings())
+    assert (small["events"], small["items_counted"], small["items_paired"], small["neighbours"]) == (5, 4, 3, 6)
+    more = item_stats_size(lines + [_line(5 + n, "m4", "purchase", f"X{n}") for n in range(40)], Settings())
+    assert more["items_paired"] == 3 + 40 and more["neighbours"] == 6 + 2 * sum(min(n, 10) for n in range(40))
+    assert more["bytes"] > small["bytes"] > 0
