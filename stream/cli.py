@@ -90,7 +90,8 @@ def worker() -> None:
     refused = check_binding(settings.web_host, settings.api_token)  # before any connection
     if refused is not None:
         raise BadSettings(refused)
-    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions, security=settings.kafka_security))
+    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions, security=settings.kafka_security,
+                             replication=settings.topic_replication_factor))
     app, _ = build_app(settings)
     FaustWorker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
@@ -117,7 +118,7 @@ def replay(file: Path = typer.Argument(..., help="JSON lines, one input event pe
     with counted("queued", len(lines)) as advance:
         stats = asyncio.run(run(file, settings.bootstrap_servers, settings.partitions, speed=speed, rate=rate,
                                 progress=advance, lines=lines, as_is=as_is, timeout_s=timeout,
-                                security=settings.kafka_security))
+                                security=settings.kafka_security, replication=settings.topic_replication_factor))
     if stats.failed:
         raise CliError(f"{stats.failed} of {stats.sent + stats.failed} events were not delivered to "
                        f"{settings.bootstrap_servers} ({stats.sent} were); first error: {stats.first_error}", 1)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # The Faust application
     app_id: str = "memberstream"
     partitions: int = Field(4, ge=1, description="partitions of every topic the app declares")
+    # Replicas of every topic the app creates (its own and Faust's: the changelog, the
+    # frames topic). 1 suits one broker (the embedded one, the compose stack); a cluster
+    # that must survive losing a broker needs 3 (docs/SCALING.md).
+    topic_replication_factor: int = Field(1, ge=1)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # The host other workers reach this one's web server at (Faust's canonical URL, for

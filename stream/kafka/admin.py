@@ -30,12 +30,17 @@ async def started(client, bootstrap: str) -> None:
                                 "is it running? (`memberstream up` starts one)") from None
 
 
-async def ensure_topics(bootstrap: str, partitions: int, names=ALL, security: KafkaSecurity = PLAINTEXT) -> None:
+def missing_topics(existing, names, partitions: int, replication: int = 1) -> list[NewTopic]:
+    """The topics of `names` not among `existing`, as they are created."""
+    return [NewTopic(n, partitions, replication) for n in dict.fromkeys(names) if n not in set(existing)]
+
+
+async def ensure_topics(bootstrap: str, partitions: int, names=ALL, security: KafkaSecurity = PLAINTEXT,
+                        replication: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security.aiokafka())
     await started(admin, bootstrap)
     try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        missing = missing_topics(await admin.list_topics(), names, partitions, replication)
         if missing:
             try:
                 await admin.create_topics(missing)

@@ -59,14 +59,16 @@ def _key_and_time(line: bytes) -> tuple[Optional[bytes], Optional[float]]:
 async def replay(path: Path, bootstrap: str, partitions: int, speed: Optional[float] = None,
                  rate: Optional[float] = None, progress: Callable[[int], None] = lambda n: None,
                  lines: Optional[list[bytes]] = None, topic: str = topics.SHOP_EVENTS,
-                 as_is: bool = False, timeout_s: float = 40.0, security: KafkaSecurity = PLAINTEXT) -> ReplayStats:
+                 as_is: bool = False, timeout_s: float = 40.0, security: KafkaSecurity = PLAINTEXT,
+                 replication: int = 1) -> ReplayStats:
     """As fast as possible unless `speed` (event-time factor) or `rate` (events/s) is
     given; `lines` in place of the file's (sent as they are). A record not
     acknowledged within `timeout_s` (the producer's retries included) failed."""
     if speed is not None and speed <= 0 or rate is not None and rate <= 0:
         raise ReplayError("--speed and --rate must be positive")
     lines = read_log(path, json_objects=not as_is) if lines is None else lines
-    await ensure_topics(bootstrap, partitions, names=tuple(dict.fromkeys(topics.ALL + (topic,))), security=security)
+    await ensure_topics(bootstrap, partitions, names=tuple(dict.fromkeys(topics.ALL + (topic,))), security=security,
+                        replication=replication)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144, acks="all",
                                 request_timeout_ms=int(timeout_s * 1000), **security.aiokafka())
     await started(producer, bootstrap)

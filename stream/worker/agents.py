@@ -62,7 +62,7 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
             return
         # Created here with the app's partition count, before a send could auto-create them.
         await ensure_topics(s.bootstrap_servers, s.partitions, names=(topics.SHOP_EVENTS, worker.input_topic),
-                            security=s.kafka_security)
+                            security=s.kafka_security, replication=s.topic_replication_factor)
         batcher = worker.batcher
         batcher.start()
         try:

@@ -55,7 +55,7 @@ def build_app(settings: Settings) -> tuple[faust.App, Worker]:
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,

@@ -115,7 +115,7 @@ def test_replay_and_tail_connect_with_the_security(monkeypatch, tmp_path):
         seen.append(kwargs)
         raise _Refused()
 
-    async def topics_made(bootstrap, partitions, names=(), security=None):
+    async def topics_made(bootstrap, partitions, names=(), security=None, replication=1):
         seen.append({"security": security})
 
     monkeypatch.setattr(replay, "ensure_topics", topics_made)
