@@ -51,15 +51,28 @@ def event_codes(items: np.ndarray, types: np.ndarray, gap_buckets: np.ndarray) -
 
 def prefix_hashes(codes: np.ndarray) -> np.ndarray:
     """[B, L] uint64: column c hashes the row's real events up to c (leading padding,
-    0, leaves the hash at 0, so each row's hashes start at its first event)."""
-    out = np.empty(codes.shape, np.uint64)
-    h = np.zeros(codes.shape[0], np.uint64)
-    values = codes.astype(np.uint64)
+    0, leaves the hash at 0, so each row's hashes start at its first event).
+
+    The rolling hash h_c = h_(c-1) * M + code_c (mod 2^64) is sum_(j<=c) code_j * M^(c-j),
+    that is M^c * sum_(j<=c) code_j * M^-j: M is odd, so it has an inverse mod 2^64, and
+    the hashes are one cumulative sum instead of a loop over the columns (a few numpy
+    calls for any width instead of three per column: a tenth of the time at a few rows)."""
+    powers, inverse = _powers(codes.shape[1])
     with np.errstate(over="ignore"):
-        for c in range(codes.shape[1]):
-            h = h * _MULTIPLIER + values[:, c]
-            out[:, c] = h
-    return out
+        return np.cumsum(codes.astype(np.uint64) * inverse, axis=1, dtype=np.uint64) * powers
+
+
+_POWERS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _powers(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M^c, M^-c mod 2^64) for c < width, uint64."""
+    known = _POWERS.get(width)
+    if known is None:
+        m = int(_MULTIPLIER)
+        known = _POWERS[width] = (np.array([pow(m, c, 1 << 64) for c in range(width)], np.uint64),
+                                  np.array([pow(m, -c, 1 << 64) for c in range(width)], np.uint64))
+    return known
 
 
 class EncoderCache:

@@ -190,3 +190,22 @@ def test_two_rows_extending_one_cached_prefix_keep_an_entry_each():
     want = predict(model, vocab, *both, k=k)
     _close(first, want)
     _close(again, want)
+
+
+@pytest.mark.parametrize("width", [1, 2, 50, 64, 130])
+def test_prefix_hashes_are_the_rolling_hash_of_each_rows_real_events(width):
+    """The closed form equals the rolling hash h = h * M + code (mod 2^64), column by
+    column, for codes up to 63 bits, leading padding included."""
+    rng = np.random.default_rng(width)
+    codes = rng.integers(1, 1 << 63, (40, width), dtype=np.int64)
+    for row, pad in enumerate(rng.integers(0, width + 1, 40)):
+        codes[row, :pad] = 0
+    m, expected = int(encoder_cache._MULTIPLIER), np.zeros(codes.shape, np.uint64)
+    for row in range(codes.shape[0]):
+        h = 0
+        for c in range(width):
+            h = (h * m + int(codes[row, c])) % (1 << 64)
+            expected[row, c] = h
+    got = encoder_cache.prefix_hashes(codes)
+    assert got.dtype == np.uint64 and (got == expected).all()
+    assert (got[(codes != 0).cumsum(axis=1) == 0] == 0).all()  # padding before the first event: 0
