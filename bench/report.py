@@ -23,6 +23,7 @@ def report(r: dict) -> str:
         v = r[key]
         lines.append(f"{label:<44}{v:>10,.0f}{v / r['ceiling_eps']:>11.1%}"
                      f"{v / r['faust_trivial_eps']:>9.1f}x")
+    lines += ["", *targets(r)]
     p = r["pipeline"]
     lines += ["", f"pipeline: {p['events']:,} valid events, {p['dead_lettered']:,} dead-lettered, "
               f"{p['scored_rows']:,} rows scored in {p['triton_requests']:,} "
@@ -95,6 +96,25 @@ def report(r: dict) -> str:
     lines += ["", f"state bytes per member after 50 events: {r['state_bytes_per_member']} "
               f"(member {r['state_member']}, with its churn probability and top-10)"]
     return "\n".join(lines)
+
+
+def targets(r: dict) -> list[str]:
+    """Issue 20's throughput and latency targets against this run's figures (each
+    against a ceiling or floor of the same run)."""
+    pipe, faust, ceiling = r["pipeline_eps"], r["faust_trivial_eps"], r["ceiling_eps"]
+    rows = [("pipeline / trivial Faust agent", f"{pipe / faust:.1f}x", "at least 10x", pipe >= 10 * faust),
+            ("pipeline / ceiling", f"{pipe / ceiling:.1%}", "at least 50 %", pipe >= 0.5 * ceiling)]
+    at, floor = r.get("latency_ms", {}).get(TARGET_RATE), r.get("latency_floor_ms", {}).get(TARGET_RATE)
+    if at and floor:
+        rows += [(f"p50 at {int(TARGET_RATE):,} events/s", f"{at['p50']:.1f} ms",
+                  f"at most {floor['p50'] + 10:.1f} (floor + 10)", at["p50"] <= floor["p50"] + 10),
+                 (f"p99 at {int(TARGET_RATE):,} events/s", f"{at['p99']:.1f} ms",
+                  f"at most {1.5 * floor['p99']:.1f} (floor x 1.5)", at["p99"] <= 1.5 * floor["p99"])]
+    return ["targets (issue 20), this run", *(f"  {name:<32}{got:>10}   {want:<28}{'met' if ok else 'short'}"
+                                              for name, got, want, ok in rows)]
+
+
+TARGET_RATE = "2000"  # offered events/s of the latency target
 
 
 def results_md(r: dict, table: str) -> str:
