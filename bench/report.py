@@ -98,6 +98,9 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
+TARGET_RATE = "2000"  # offered events/s of the latency target
+
+
 def targets(r: dict) -> list[str]:
     """Issue 20's throughput and latency targets against this run's figures (each
     against a ceiling or floor of the same run)."""
@@ -112,9 +115,6 @@ def targets(r: dict) -> list[str]:
                   f"at most {1.5 * floor['p99']:.1f} (floor x 1.5)", at["p99"] <= 1.5 * floor["p99"])]
     return ["targets (issue 20), this run", *(f"  {name:<32}{got:>10}   {want:<28}{'met' if ok else 'short'}"
                                               for name, got, want, ok in rows)]
-
-
-TARGET_RATE = "2000"  # offered events/s of the latency target
 
 
 def results_md(r: dict, table: str) -> str:

@@ -87,9 +87,7 @@ class ItemStats:
             return
         self._count(item, ts, weight)
         earliest, seen, a, row_a = ts - self.c.window_s * 1000, {item}, -1, None
-        ids, pairs = self.ids, self.pairs
-        # The pair weight added both ways; a neighbour already kept (the common case)
-        # inline, a new one by _append (which may prune the row).
+        ids, add = self.ids, self._add
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -99,29 +97,14 @@ class ItemStats:
             seen.add(other)
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
             if w > 0.0:
-                if row_a is None:
+                if row_a is None:  # the event's own row, looked up once for all its pairs
                     a = self._number(item)
-                    row_a = pairs.get(a)
-                    if row_a is None:
-                        row_a = pairs[a] = _Row()
+                    row_a = self._row(a)
                 b = ids.get(other)
                 if b is None:
                     b = self._number(other)
-                row_a.total += w
-                slot = row_a.slots.get(b)
-                if slot is None:
-                    row_a = self._append(row_a, a, b, w)
-                else:
-                    row_a.weights[slot] += w
-                row_b = pairs.get(b)
-                if row_b is None:
-                    row_b = pairs[b] = _Row()
-                row_b.total += w
-                slot = row_b.slots.get(a)
-                if slot is None:
-                    self._append(row_b, b, a, w)
-                else:
-                    row_b.weights[slot] += w
+                row_a = add(row_a, a, b, w)
+                add(self._row(b), b, a, w)
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
         """Count the event just applied to `state` at event time `ts` (the newest, or
@@ -154,9 +137,20 @@ class ItemStats:
             self.names.append(item)
         return n
 
-    def _append(self, row: "_Row", a: int, b: int, w: float) -> "_Row":
-        """b as a new neighbour of a (whose row is `row`) at weight w; the row of a
+    def _row(self, a: int) -> "_Row":
+        row = self.pairs.get(a)
+        if row is None:
+            row = self.pairs[a] = _Row()
+        return row
+
+    def _add(self, row: "_Row", a: int, b: int, w: float) -> "_Row":
+        """w added to the pair weight of a (whose row is `row`) with b; the row of a
         after, its strongest `kept` if it grew past twice that."""
+        row.total += w
+        slot = row.slots.get(b)
+        if slot is not None:
+            row.weights[slot] += w
+            return row
         numbers = row.numbers
         row.slots[b] = len(numbers)
         numbers.append(b)
