@@ -1,64 +1,94 @@
 """Memory of the item statistics (trending popularity and co-occurrence) after the bench
-log, as one worker counts them: `python -m bench.item_stats_size`.
+log, as one worker counts them: `python -m bench.item_stats_size [--max-items N ...]`.
 
-The statistics are per worker and never pruned (stream/domain/item_stats.py): each
-worker holds every item its members ever paired, whatever partitions it owns, so
-they grow with the catalogue, not with the members (docs/SCALING.md).
+The statistics are per worker (stream/domain/item_stats.py): each worker holds the
+items its members paired, whatever partitions it owns, so they grow with the
+catalogue, not with the members, up to `item_stats_max_items` (the most popular
+kept; docs/SCALING.md). With --max-items the log is counted again under each bound
+below its item count: what is held, how many evictions, and what they cost.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import time
 import tracemalloc
 
 from bench.bench_log import bench_lines
 from stream.settings import Settings
 
 
-def item_stats_size(lines: list[bytes], settings: Settings) -> dict:
+def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True) -> dict:
     """The events of `lines` applied to member states and counted by one ItemStats, as
     the processor does; the bytes allocated by stream/domain/item_stats.py and held at
-    the end (tracemalloc: the item ids themselves are the events' strings, not counted)."""
+    the end (tracemalloc: the item ids themselves are the events' strings, not counted;
+    `trace` false: not measured, 0), the evictions and their seconds (the slowest, all)."""
     import stream.domain.item_stats as item_stats_module
     from stream.domain.member_state import MemberState, apply_event
     from stream.domain.parsing import Rejected, parse_event
+    from stream.processing.processor import tune_gc
     from stream.processing.recommender import item_stats_of
 
     events = [e for e in (parse_event(line, None, 1 << 20) for line in lines) if not isinstance(e, Rejected)]
     states: dict[str, MemberState] = {}
-    tracemalloc.start()
+    stats = item_stats_of(settings)
+    took: list[float] = []
+    evict = stats._evict
+
+    def timed_evict() -> None:
+        t = time.perf_counter()
+        evict()
+        took.append(time.perf_counter() - t)
+
+    stats._evict = timed_evict
+    size, thresholds = 0, gc.get_threshold()
+    tune_gc(settings.gc_threshold)  # as the worker collects
+    if trace:
+        tracemalloc.start()
     try:
-        stats = item_stats_of(settings)
         for e in events:
             s = states.get(e.member_id)
             if s is None:
                 s = states[e.member_id] = MemberState(e.member_id, 0)
             apply_event(s, e, settings.sequence_length)
             stats.observe_newest(s, e.ts, e.category)
-        held = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(True, item_stats_module.__file__)])
-        size = sum(stat.size for stat in held.statistics("filename"))
+        if trace:
+            held = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(True, item_stats_module.__file__)])
+            size = sum(stat.size for stat in held.statistics("filename"))
     finally:
-        tracemalloc.stop()
+        gc.set_threshold(*thresholds)
+        if trace:
+            tracemalloc.stop()
     neighbours = sum(len(row.numbers) for row in stats.pairs.values())
     return {"events": len(events), "items_counted": len(stats.popularity), "items_paired": len(stats.ids),
-            "neighbours": neighbours, "bytes": size, "kept": settings.item_stats_kept}
+            "neighbours": neighbours, "bytes": size, "kept": settings.item_stats_kept,
+            "max_items": settings.item_stats_max_items, "evictions": len(took),
+            "eviction_s_max": max(took, default=0.0), "eviction_s": sum(took)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument("--max-items", type=int, nargs="*", default=[],
+                        help="also count under these item_stats_max_items bounds")
+    args = parser.parse_args()
     logging.disable(logging.CRITICAL)
     settings = Settings()
-    r = item_stats_size(bench_lines(settings), settings)
-    per_item = r["bytes"] / max(1, r["items_paired"])
-    per_neighbour = r["bytes"] / max(1, r["neighbours"])
-    print(f"item statistics after {r['events']:,} valid events of the bench log, one worker "
-          f"(item_stats_kept {r['kept']}: rows pruned to it at twice that)")
-    print(f"{'items counted':>14} {'items paired':>13} {'neighbours kept':>16} {'MB held':>8} "
-          f"{'B per paired item':>18} {'B per neighbour':>16}")
-    print(f"{r['items_counted']:>14,} {r['items_paired']:>13,} {r['neighbours']:>16,} {r['bytes'] / 1e6:>8.1f} "
-          f"{per_item:>18,.0f} {per_neighbour:>16,.0f}")
+    lines = bench_lines(settings)
+    print(f"item statistics after the bench log, one worker (item_stats_kept {settings.item_stats_kept}: rows "
+          f"pruned to it at twice that); eviction times from a second pass without tracemalloc")
+    print(f"{'max items':>10} {'items counted':>14} {'items paired':>13} {'neighbours kept':>16} {'MB held':>8} "
+          f"{'B per paired item':>18} {'B per neighbour':>16} {'evictions':>10} {'mean ms':>8} {'slowest ms':>11}")
+    for bound in [settings.item_stats_max_items, *args.max_items]:
+        bounded = settings.model_copy(update={"item_stats_max_items": bound})
+        r = item_stats_size(lines, bounded)
+        timed = item_stats_size(lines, bounded, trace=False)
+        print(f"{bound:>10,} {r['items_counted']:>14,} {r['items_paired']:>13,} {r['neighbours']:>16,} "
+              f"{r['bytes'] / 1e6:>8.1f} {r['bytes'] / max(1, r['items_paired']):>18,.0f} "
+              f"{r['bytes'] / max(1, r['neighbours']):>16,.0f} {timed['evictions']:>10,} "
+              f"{1000 * timed['eviction_s'] / max(1, timed['evictions']):>8.1f} "
+              f"{1000 * timed['eviction_s_max']:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     item_stats_window: int = Field(10, ge=1, description="previous events an event is paired with")
     item_stats_window_s: float = Field(86400.0, gt=0)
     item_stats_kept: int = Field(100, ge=1, description="neighbours kept per item")
+    item_stats_max_items: int = Field(100_000, ge=1, description="items kept (the most popular): the memory bound")
     churn_alert_threshold: float = Field(0.6, gt=0, lt=1)
     # An event more than this behind its partition's watermark is late: applied in event
     # order as any other, but a checkpoint of its member that the watermark has passed

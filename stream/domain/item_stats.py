@@ -16,6 +16,12 @@ vocabulary lacks).
   Items are numbered as they are first paired (`ids`, `names`), so a member's
   related items are summed over numpy arrays of those numbers (`related_arrays`:
   up to ten rows of up to 200 neighbours for every list made).
+* Bounded: once more than `max_items` items (and a quarter) are counted,
+  numbered or categorised, only the `max_items` most popular stay (`_evict`): the others lose
+  their popularity, category and row, and their place in the rows of those
+  kept, and the items kept are numbered again. Memory follows `max_items`, not
+  the items ever seen. An item evicted counts again from nothing once an event
+  of it comes; until then it is paired with nothing (only counted items are).
 
 Per worker: each counts the events of the partitions it owns (a random
 share of the members), and starts empty; after a restart it counts again
@@ -49,12 +55,14 @@ class ItemStatsConfig:
     window: int = 10
     window_s: float = 86_400.0
     kept: int = 100
+    max_items: int = 100_000
 
 
 class ItemStats:
     def __init__(self, config: ItemStatsConfig = ItemStatsConfig()):
         self.c = config
         self._prune_at = 2 * config.kept
+        self._evict_at = config.max_items + max(1, config.max_items // 4)
         self.half_life_ms = config.half_life_days * DAY_MS
         self.ref_ms: Optional[int] = None
         self.popularity: dict[str, float] = {}
@@ -69,6 +77,7 @@ class ItemStats:
         self._top: Optional[list[tuple[str, float]]] = None
         self._top_at = 0  # `events` when the trending list was ranked
         self.rankings = 0  # trending lists ranked so far: what is derived from one holds until the next
+        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -87,7 +96,7 @@ class ItemStats:
             return
         self._count(item, ts, weight)
         earliest, seen, a, row_a = ts - self.c.window_s * 1000, {item}, -1, None
-        ids, add = self.ids, self._add
+        ids, add, counted = self.ids, self._add, self.popularity
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -96,7 +105,7 @@ class ItemStats:
                 continue
             seen.add(other)
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
-            if w > 0.0:
+            if w > 0.0 and other in counted:  # not an item evicted since (it pairs again once counted)
                 if row_a is None:  # the event's own row, looked up once for all its pairs
                     a = self._number(item)
                     row_a = self._row(a)
@@ -105,6 +114,8 @@ class ItemStats:
                     b = self._number(other)
                 row_a = add(row_a, a, b, w)
                 add(self._row(b), b, a, w)
+        if max(len(self.popularity), len(self.names), len(self.categories)) > self._evict_at:
+            self._evict()
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
         """Count the event just applied to `state` at event time `ts` (the newest, or
@@ -147,17 +158,53 @@ class ItemStats:
         """w added to the pair weight of a (whose row is `row`) with b; the row of a
         after, its strongest `kept` if it grew past twice that."""
         row.total += w
-        slot = row.slots.get(b)
+        slots = row.slots
+        if slots is None:  # a row made by pruning or an eviction: its slots once it is added to
+            slots = row.slots = dict(zip(row.numbers, range(len(row.numbers))))
+        slot = slots.get(b)
         if slot is not None:
             row.weights[slot] += w
             return row
         numbers = row.numbers
-        row.slots[b] = len(numbers)
+        slots[b] = len(numbers)
         numbers.append(b)
         row.weights.append(w)
         if len(numbers) > self._prune_at:
             row = self.pairs[a] = row.strongest(self.c.kept, self.names)
         return row
+
+    def _evict(self) -> None:
+        """Keep the `max_items` most popular items (decayed counts, ties by item id, as
+        `trending` ranks them): the others' popularity, category and row go, and so do
+        they from the rows kept (a row's total stays, as when it is pruned). The items
+        kept are numbered again from 0 in their old order, and the trending list is
+        ranked again (what was derived from the old numbers goes with its ranking)."""
+        kept = {i for i, _ in heapq.nlargest(self.c.max_items, self.popularity.items(),
+                                              key=lambda p: (p[1], p[0]))}
+        self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
+        self.categories = {i: c for i, c in self.categories.items() if i in kept}
+        old = self.names
+        self.names = [i for i in old if i in kept]
+        self.ids = {i: n for n, i in enumerate(self.names)}
+        renumbered = np.fromiter(map(self.ids.get, old, repeat(-1, len(old))), np.int64, len(old))
+        rows = [(int(renumbered[a]), row) for a, row in self.pairs.items() if renumbered[a] >= 0]
+        # Every row kept in one pass: their neighbours renumbered, the evicted ones left out.
+        lengths = np.fromiter((len(row.numbers) for _, row in rows), np.int64, len(rows))
+        numbers = renumbered[np.frombuffer(b"".join(row.numbers for _, row in rows), np.int64)]
+        stays = numbers >= 0
+        weights = np.frombuffer(b"".join(row.weights for _, row in rows), np.float64)[stays]
+        ends = np.r_[0, np.cumsum(stays)][np.cumsum(lengths)]  # neighbours kept up to each row's end
+        numbers, weights = memoryview(numbers[stays].tobytes()), memoryview(weights.tobytes())
+        pairs, start = {}, 0
+        for (a, row), end in zip(rows, ends.tolist()):
+            kept_row = pairs[a] = _Row(total=row.total)
+            kept_row.numbers.frombytes(numbers[8 * start:8 * end])
+            kept_row.weights.frombytes(weights[8 * start:8 * end])
+            start = end
+        self.pairs = pairs
+        self._sums, self._marks = np.zeros(0), np.zeros(0, bool)
+        self._top = None
+        self.evictions += 1
 
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
@@ -244,14 +291,15 @@ def _room(scratch: np.ndarray, n: int) -> np.ndarray:
 
 class _Row:
     """One item's neighbours: their numbers and summed weights side by side, in arrays
-    that numpy reads without a copy; `slots` finds a neighbour's place. `total` is the
+    that numpy reads without a copy; `slots` finds a neighbour's place (made when first
+    needed: None until then). `total` is the
     item's summed pair weight, the neighbours pruned away included."""
     __slots__ = ("slots", "numbers", "weights", "total")
 
     def __init__(self, numbers=(), weights=(), total: float = 0.0):
         self.numbers = array("q", numbers)
         self.weights = array("d", weights)
-        self.slots = {n: at for at, n in enumerate(self.numbers)}
+        self.slots: Optional[dict[int, int]] = None
         self.total = total
 
     def strongest(self, kept: int, names: list[str]) -> "_Row":

@@ -40,7 +40,8 @@ def blend_of(settings: Settings) -> recommendation_policy.Blend:
 def item_stats_of(settings: Settings) -> ItemStats:
     s = settings
     return ItemStats(ItemStatsConfig(half_life_days=s.item_stats_half_life_days, window=s.item_stats_window,
-                                     window_s=s.item_stats_window_s, kept=s.item_stats_kept))
+                                     window_s=s.item_stats_window_s, kept=s.item_stats_kept,
+                                     max_items=s.item_stats_max_items))
 
 
 class Recommender:

@@ -21,3 +21,12 @@ def test_items_counted_paired_and_their_neighbours():
     more = item_stats_size(lines + [_line(5 + n, "m4", "purchase", f"X{n}") for n in range(40)], Settings())
     assert more["items_paired"] == 3 + 40 and more["neighbours"] == 6 + 2 * sum(min(n, 10) for n in range(40))
     assert more["bytes"] > small["bytes"] > 0
+
+
+def test_under_a_bound_the_least_popular_go_and_the_evictions_are_counted():
+    lines = [_line(n, "m1", "purchase", f"X{n}") for n in range(40)]
+    r = item_stats_size(lines, Settings(item_stats_max_items=8), trace=False)
+    # 8 + 2 = 10 items allowed: back to 8 at the 11th, 14th, ... 38th item counted (an
+    # evicted item is not paired again, so only the counted ones bring the next eviction).
+    assert (r["evictions"], r["items_counted"], r["max_items"], r["bytes"]) == (10, 10, 8, 0)
+    assert r["items_paired"] <= 10 and r["eviction_s_max"] > 0

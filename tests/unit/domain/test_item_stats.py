@@ -1,6 +1,7 @@
 """ItemStats keeps co-occurrence rows as arrays of item numbers and sums a member's
 related items with numpy: the same rows and the same floats as counting and summing
-with plain dicts by item id (the reference below, the implementation before numbers)."""
+with plain dicts by item id (the reference below, the implementation before numbers),
+also when it keeps only the most popular items (`max_items`)."""
 from __future__ import annotations
 
 import heapq
@@ -15,16 +16,24 @@ DAY_MS = 86_400_000
 
 class DictStats:
     """Co-occurrence counted by item id in dicts of dicts, pruned by heapq.nlargest on
-    (weight, id)."""
+    (weight, id); popularity by item id; past `max_items` and a quarter (counted,
+    paired or with a category), only the most popular kept, everything else of the
+    others forgotten (they pair again once counted again)."""
 
     def __init__(self, config: ItemStatsConfig):
         self.c, self.pairs, self.totals = config, {}, {}
+        self.popularity, self.categories, self.paired, self.ref = {}, {}, set(), None
 
-    def observe(self, items, types, times, at):
+    def observe(self, items, types, times, at, category=None):
         weight = TYPE_WEIGHT_BY_CODE[types[at]]
+        item, ts = items[at], times[at]
+        if category is not None:
+            self.categories[item] = category
         if weight <= 0.0:
             return
-        item, ts = items[at], times[at]
+        self.ref = ts if self.ref is None else self.ref
+        self.popularity[item] = self.popularity.get(item, 0.0) + weight * 2.0 ** (
+            (ts - self.ref) / (self.c.half_life_days * DAY_MS))
         earliest, seen = ts - self.c.window_s * 1000, {item}
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
@@ -33,9 +42,19 @@ class DictStats:
                 continue
             seen.add(items[j])
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
-            if w > 0.0:
+            if w > 0.0 and items[j] in self.popularity:
                 self._pair(item, items[j], w)
                 self._pair(items[j], item, w)
+                self.paired.update((item, items[j]))
+        bound = self.c.max_items + max(1, self.c.max_items // 4)
+        if max(len(self.popularity), len(self.paired), len(self.categories)) > bound:
+            kept = {i for i, _ in heapq.nlargest(self.c.max_items, self.popularity.items(),
+                                                  key=lambda p: (p[1], p[0]))}
+            self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
+            self.categories = {i: c for i, c in self.categories.items() if i in kept}
+            self.paired &= kept
+            self.pairs = {a: {b: v for b, v in row.items() if b in kept} for a, row in self.pairs.items() if a in kept}
+            self.totals = {a: t for a, t in self.totals.items() if a in kept}
 
     def _pair(self, a, b, w):
         row = self.pairs.setdefault(a, {})
@@ -64,15 +83,16 @@ _members = st.lists(st.lists(st.tuples(st.sampled_from(_ITEMS), st.sampled_from(
                                        st.integers(0, 3)), min_size=1, max_size=25), min_size=1, max_size=30)
 
 
-def _count(members, config):
+def _count(members, config, categories=False):
     stats, reference = ItemStats(config), DictStats(config)
     for member in members:
         items, types, times, ts = [], [], [], 0
         for item, code, gap_hours in member:
             ts += gap_hours * 3_600_000
             items.append(item), types.append(code), times.append(ts)
-            stats.observe(items, types, times, len(items) - 1)
-            reference.observe(items, types, times, len(items) - 1)
+            category = f"c{item[-1]}" if categories else None
+            stats.observe(items, types, times, len(items) - 1, category)
+            reference.observe(items, types, times, len(items) - 1, category)
     return stats, reference
 
 
@@ -94,6 +114,44 @@ def test_rows_and_related_scores_equal_counting_by_item_id(members, kept, window
     assert [stats.names[n] for n in among.tolist()] == [i for i in _ITEMS[::3] if i in stats.ids]
     assert known.tolist() == [reference.related(recent, limit).get(stats.names[n], 0.0) for n in among.tolist()]
     assert not stats._sums.any()  # the scratch is left zero for the next member
+
+
+@settings(max_examples=150, deadline=None)
+@given(members=_members, kept=st.integers(1, 6), max_items=st.integers(1, 12),
+       recent=st.lists(st.sampled_from(_ITEMS + ["unknown"]), max_size=30))
+def test_past_max_items_only_the_most_popular_stay_and_the_rest_is_as_if_never_paired(
+        members, kept, max_items, recent):
+    """40 items and at most 12 kept: evictions come often, mid-member. What stays is the
+    dicts' exactly: popularity, categories, rows (those kept, without the others), related
+    scores; the numbers are those of the items kept, and the memory is bounded."""
+    stats, reference = _count(members, ItemStatsConfig(window=10, kept=kept, max_items=max_items), True)
+    bound = max_items + max(1, max_items // 4)
+    assert len(stats.popularity) <= bound and len(stats.names) <= bound and len(stats.pairs) <= bound
+    assert stats.popularity == reference.popularity and stats.categories == reference.categories
+    assert set(stats.names) == reference.paired and stats.ids == {i: n for n, i in enumerate(stats.names)}
+    for item in _ITEMS:
+        assert stats.neighbours(item) == reference.pairs.get(item, {})
+    assert stats.related(recent, 10) == reference.related(recent, 10)
+    assert stats.trending(5) == heapq.nlargest(5, reference.popularity.items(), key=lambda p: (p[1], p[0]))
+
+
+def test_an_eviction_keeps_the_most_popular_and_counts_a_returning_item_from_nothing():
+    stats = ItemStats(ItemStatsConfig(max_items=3))  # evicts past 3 + 1 items
+    items, types, times = [], [], []
+
+    def event(item, code, ts):
+        items.append(item), types.append(code), times.append(ts)
+        stats.observe(items, types, times, len(items) - 1)
+
+    for item, code in [("a", 5), ("b", 5), ("c", 5), ("a", 5), ("d", 1), ("e", 1)]:
+        event(item, code, 0)
+    # Popularity a 2, b 1, c 1, d 0.2, e 0.2: the fifth item counted evicts d and e.
+    assert stats.evictions == 1 and set(stats.popularity) == {"a", "b", "c"} and stats.names == ["b", "a", "c"]  # as numbered first
+    assert stats.neighbours("a") == {"b": 1.5, "c": 1.5}  # without d (0.2) and e (0.1)
+    assert stats.pairs[stats.ids["a"]].total == 1.5 + 1.5 + 0.2 + 0.1  # as a pruned row's
+    event("d", 5, 2 * DAY_MS)  # alone in its window
+    assert stats.popularity["d"] == 2.0 ** (2 * DAY_MS / (7.0 * DAY_MS))  # not 0.2 more
+    assert stats.evictions == 1 and stats.neighbours("d") == {}
 
 
 def test_an_item_related_to_several_comes_once_for_each_with_its_summed_score():

@@ -343,3 +343,31 @@ def test_a_trending_item_paired_after_its_ranking_keeps_its_related_part(monkeyp
     assert stats.rankings == rankings  # the same ranking
     assert got == _blend_every_candidate(s, [], [], stats, blend, 1)
     assert [(i, why) for i, _, why in got] == [("X", "TRENDING")]
+
+
+def test_the_lists_after_an_eviction_read_the_new_item_numbers():
+    """An eviction numbers the items kept again: the trending signal made with the old
+    numbers is not used after it (else the trending items' related parts are read at
+    other items' numbers)."""
+    from stream.domain.item_stats import ItemStatsConfig
+
+    stats = ItemStats(ItemStatsConfig(max_items=4))  # evicts past 5 items
+    for n, basket in enumerate([["U", "V"]] + [["M", "R"]] * 5 + [["T"]] * 20):
+        other = MemberState(f"o{n}", 0)
+        for item in basket:
+            _bought(other, item, 0)
+            stats.observe_newest(other, other.last_ts)
+    s = MemberState("m1", 0)
+    _bought(s, "M", 1)
+    blend = recommendation_policy.Blend(model=0.0, repeat=0.0, related=1.0, trending=1.0, repeat_share=0.0)
+    assert recommendation_policy.blend_items(s, [], [], stats, blend, 3) == _blend_every_candidate(
+        s, [], [], stats, blend, 3)
+    numbered = dict(stats.ids)
+    other = MemberState("z", 0)
+    for item in ("R", "Z"):  # a sixth item: U and V (numbered first, least popular) go
+        _bought(other, item, 0)
+        stats.observe_newest(other, other.last_ts)
+    assert stats.evictions == 1 and stats.ids != numbered and "U" not in stats.ids
+    got = recommendation_policy.blend_items(s, [], [], stats, blend, 3)
+    assert got == _blend_every_candidate(s, [], [], stats, blend, 3)
+    assert [i for i, _, _ in got] == ["R", "T", "Z"]
