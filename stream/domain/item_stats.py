@@ -96,7 +96,7 @@ class ItemStats:
             return
         self._count(item, ts, weight)
         earliest, seen, a, row_a = ts - self.c.window_s * 1000, {item}, -1, None
-        ids, add, counted = self.ids, self._add, self.popularity
+        ids, add, counted, evicted = self.ids, self._add, self.popularity, self.evictions > 0
         for distance, j in enumerate(range(at - 1, max(-1, at - 1 - self.c.window), -1), 1):
             if times[j] < earliest:
                 break
@@ -105,7 +105,8 @@ class ItemStats:
                 continue
             seen.add(other)
             w = weight * TYPE_WEIGHT_BY_CODE[types[j]] / distance
-            if w > 0.0 and other in counted:  # not an item evicted since (it pairs again once counted)
+            if w > 0.0 and (not evicted or other in counted):  # not an item evicted since (it pairs
+                # again once counted; before any eviction every item paired was counted)
                 if row_a is None:  # the event's own row, looked up once for all its pairs
                     a = self._number(item)
                     row_a = self._row(a)
