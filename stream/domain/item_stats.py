@@ -16,8 +16,8 @@ vocabulary lacks).
   Items are numbered as they are first paired (`ids`, `names`), so a member's
   related items are summed over numpy arrays of those numbers (`related_arrays`:
   up to ten rows of up to 200 neighbours for every list made).
-* Bounded: once more than `max_items` items (and a quarter) are counted,
-  numbered or categorised, only the `max_items` most popular stay (`_evict`): the others lose
+* Bounded: once more than `max_items` items (and a quarter) are counted
+  or categorised, only the `max_items` most popular stay (`_evict`): the others lose
   their popularity, category and row, and their place in the rows of those
   kept, and the items kept are numbered again. Memory follows `max_items`, not
   the items ever seen. An item evicted counts again from nothing once an event
@@ -115,7 +115,8 @@ class ItemStats:
                     b = self._number(other)
                 row_a = add(row_a, a, b, w)
                 add(self._row(b), b, a, w)
-        if max(len(self.popularity), len(self.names), len(self.categories)) > self._evict_at:
+        # (Items numbered are always counted too: only counted items are paired.)
+        if max(len(self.popularity), len(self.categories)) > self._evict_at:
             self._evict()
 
     def observe_newest(self, state, ts: int, category: Optional[str] = None) -> None:
@@ -180,8 +181,7 @@ class ItemStats:
         they from the rows kept (a row's total stays, as when it is pruned). The items
         kept are numbered again from 0 in their old order, and the trending list is
         ranked again (what was derived from the old numbers goes with its ranking)."""
-        kept = {i for i, _ in heapq.nlargest(self.c.max_items, self.popularity.items(),
-                                              key=lambda p: (p[1], p[0]))}
+        kept = {i for i, _ in self._most_popular(self.c.max_items)}
         self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
         self.categories = {i: c for i, c in self.categories.items() if i in kept}
         old = self.names
@@ -207,6 +207,10 @@ class ItemStats:
         self._top = None
         self.evictions += 1
 
+    def _most_popular(self, n: int) -> list[tuple[str, float]]:
+        """The n items of the greatest decayed counts (ties: the greater item id), best first."""
+        return heapq.nlargest(n, self.popularity.items(), key=lambda p: (p[1], p[0]))
+
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
         return item in self.popularity or item in self.categories
@@ -218,7 +222,7 @@ class ItemStats:
         top = self._top
         if top is None or self.events - self._top_at >= TRENDING_REFRESH_EVENTS or len(top) < min(
                 n, len(self.popularity)):
-            top = self._top = heapq.nlargest(max(n, 200), self.popularity.items(), key=lambda p: (p[1], p[0]))
+            top = self._top = self._most_popular(max(n, 200))
             self._top_at = self.events
             self.rankings += 1
         return top[:n]

@@ -192,8 +192,9 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
 class _Trending:
     """The trending signal of one ranking of the item statistics at one weight: scaled
     to the best 1, its weighted parts ({} at weight 0), the items of the parts best
-    first (ties by item id) and their item numbers (those paired so far: numbers are
-    never taken back, so the ones still missing are looked up again)."""
+    first (ties by item id) and their item numbers (those paired so far, looked up
+    again while some are missing; an eviction, which numbers the items again, also
+    ranks them again, so numbers hold for the ranking)."""
     __slots__ = ("key", "scaled", "parts", "ranked", "_numbers", "_unnumbered")
 
     def __init__(self, key: tuple, scaled: dict[str, float], parts: dict[str, float], stats: ItemStats):
