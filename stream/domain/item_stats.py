@@ -72,6 +72,7 @@ class ItemStats:
         self.pairs: dict[int, _Row] = {}
         self._sums = np.zeros(0)  # scratch of related_arrays, zero between calls
         self._marks = np.zeros(0, bool)  # scratch of marked, false between calls
+        self._places = np.zeros(0, np.int64)  # scratch of once, any values between calls
         self.categories: dict[str, str] = {}
         self.events = 0
         self._top: Optional[list[tuple[str, float]]] = None
@@ -203,7 +204,7 @@ class ItemStats:
             kept_row.weights.frombytes(weights[8 * start:8 * end])
             start = end
         self.pairs = pairs
-        self._sums, self._marks = np.zeros(0), np.zeros(0, bool)
+        self._sums, self._marks, self._places = np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int64)
         self._top = None
         self.evictions += 1
 
@@ -280,6 +281,15 @@ class ItemStats:
         out = marks[numbers]
         marks[among] = False
         return out
+
+    def once(self, numbers: np.ndarray) -> np.ndarray:
+        """A mask of `numbers` (item numbers) that keeps one place of each number: the
+        place written last for it (which one does not matter to a caller that reads
+        the same value at each)."""
+        places = self._places = _room(self._places, len(self.names))
+        at = np.arange(len(numbers))
+        places[numbers] = at
+        return places[numbers] == at
 
     def related(self, recent: Sequence[str], limit: int = 10) -> dict[str, float]:
         """`related_arrays` as {item id: score}."""

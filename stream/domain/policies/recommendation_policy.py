@@ -95,6 +95,7 @@ class Blend:
 REASONS = {"model": "SEQUENCE_MODEL", "repeat": "BOUGHT_BEFORE", "related": "BOUGHT_TOGETHER",
            "trending": "TRENDING"}
 _TRENDING_CANDIDATES = 100
+_NONE = np.empty(0, np.int64)
 
 
 def cold(state: MemberState, blend: Blend) -> bool:
@@ -143,10 +144,8 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
     passes = (lambda i: i not in banned and blend.allows(i, stats)) if banned or blend.filters else None
     if blend.related > 0.0:
         others = owned.keys() | signals["model"][1].keys() if blend.model > 0.0 else owned.keys()
-        known = stats.numbers_of(others)
-        if trend.parts:
-            known = np.concatenate((known, trend.numbers(stats)))  # an item twice is harmless
-        signals["related"] = (blend.related, _related(state, stats, blend, k, known, passes))
+        signals["related"] = (blend.related, _related(state, stats, blend, k, stats.numbers_of(others), passes,
+                                                      *trend.numbered(stats)))
     # Each item's weighted signals summed in signal order, trending last.
     total: dict[str, float] = {}
     for name in ("model", "repeat", "related"):
@@ -192,22 +191,27 @@ def blend_items(state: MemberState, model_items: Sequence[str], model_scores: Se
 class _Trending:
     """The trending signal of one ranking of the item statistics at one weight: scaled
     to the best 1, its weighted parts ({} at weight 0), the items of the parts best
-    first (ties by item id) and their item numbers (those paired so far, looked up
-    again while some are missing; an eviction, which numbers the items again, also
-    ranks them again, so numbers hold for the ranking)."""
-    __slots__ = ("key", "scaled", "parts", "ranked", "_numbers", "_unnumbered")
+    first (ties by item id), and the numbers of those paired so far with their parts
+    (looked up again while some are missing; an eviction, which numbers the items
+    again, also ranks them again, so numbers hold for the ranking)."""
+    __slots__ = ("key", "scaled", "parts", "ranked", "_numbers", "_values", "_unnumbered")
 
     def __init__(self, key: tuple, scaled: dict[str, float], parts: dict[str, float], stats: ItemStats):
         self.key, self.scaled, self.parts = key, scaled, parts
         self.ranked = sorted(parts, key=lambda i: (-parts[i], i))
-        self._numbers = stats.numbers_of(parts)
-        self._unnumbered = [i for i in parts if i not in stats.ids]
+        self._number(stats)
 
-    def numbers(self, stats: ItemStats) -> np.ndarray:
+    def _number(self, stats: ItemStats) -> None:
+        ids = stats.ids
+        self._numbers = np.array([ids[i] for i in self.parts if i in ids], np.int64)
+        self._values = np.array([v for i, v in self.parts.items() if i in ids], np.float64)
+        self._unnumbered = [i for i in self.parts if i not in ids]
+
+    def numbered(self, stats: ItemStats) -> tuple[np.ndarray, np.ndarray]:
+        """(item numbers, their weighted parts) of the trending items paired so far."""
         if self._unnumbered and any(i in stats.ids for i in self._unnumbered):
-            self._numbers = stats.numbers_of(self.parts)
-            self._unnumbered = [i for i in self.parts if i not in stats.ids]
-        return self._numbers
+            self._number(stats)
+        return self._numbers, self._values
 
 
 _trending_memo: "weakref.WeakKeyDictionary[ItemStats, _Trending]" = weakref.WeakKeyDictionary()
@@ -235,16 +239,21 @@ def _strongest(item: str, signals: dict) -> str:
 
 
 def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, known: np.ndarray,
-             passes: Optional[Callable[[str], bool]]) -> dict[str, float]:
-    """The related scores (scaled to the best 1) that can reach a top k: those of items
-    another signal (or the member's own history) scores too (`known`, their item
-    numbers; one may come twice), and the k best of the rest
-    that `passes` the filters (None: every item; ties by item id, as the blend ranks). An item only related
-    ranks by its related score alone and is new to the member, so no other can: the
-    list is the one all of them would give (tests/unit/domain/test_policies.py holds it
-    to that). Summed and ranked over numpy arrays: a member's related items number up
-    to some thousands, the rest of the blend a few hundred."""
-    numbers, raw, raw_known = stats.related_arrays(state.items, blend.related_items, known)
+             passes: Optional[Callable[[str], bool]], trending: np.ndarray = _NONE,
+             trending_parts: np.ndarray = _NONE) -> dict[str, float]:
+    """The related scores (scaled to the best 1) that can reach a top k: those of the
+    items another signal scores for the member or the member had (`known`, their item
+    numbers; one may come twice); of the trending items (`trending`, their numbers, and
+    `trending_parts`, their weighted trending parts) that are not known, the k best by
+    both parts; and of the items only related, the k best. Of those that `passes` the
+    filters (None: every item), ties by item id, as the blend ranks. The items of each
+    of the last two groups rank by those parts alone and are new to the member, so
+    none past its k best can reach the list: the list is the one all of them would
+    give (tests/unit/domain/test_policies.py holds it to that). Summed and ranked over
+    numpy arrays: a member's related items number up to some thousands, the rest of
+    the blend a few hundred."""
+    among = np.concatenate((known, trending)) if len(trending) else known
+    numbers, raw, raw_among = stats.related_arrays(state.items, blend.related_items, among)
     if not len(raw):
         return {}
     best = raw.max()
@@ -253,29 +262,39 @@ def _related(state: MemberState, stats: ItemStats, blend: Blend, k: int, known: 
     scaled, names = raw / best, stats.names
     if len(scaled) <= k:
         return dict(zip([names[n] for n in numbers.tolist()], scaled.tolist()))
+    raw_known = raw_among[:len(known)]
     related = raw_known > 0.0  # the known items' scores read once each (numbers may repeat)
     kept = dict(zip([names[n] for n in known[related].tolist()], (raw_known[related] / best).tolist()))
-    outside = ~stats.marked(numbers, known)
+    if len(trending):
+        raw_trending = raw_among[len(known):]
+        alone = (raw_trending > 0.0) & ~stats.marked(trending, known)
+        trending_scaled = raw_trending[alone] / best
+        kept.update(_k_best(blend.related * trending_scaled + trending_parts[alone], trending[alone],
+                            trending_scaled, k, names, passes))
+    outside = ~stats.marked(numbers, among)
     rest, rest_scaled = numbers[outside], scaled[outside]
-    parts = blend.related * rest_scaled  # as the blend sums them
-    n = 2 * k
+    once = stats.once(rest)  # an item related to several of the member's: its one score once
+    rest, rest_scaled = rest[once], rest_scaled[once]
+    kept.update(_k_best(blend.related * rest_scaled, rest, rest_scaled, k, names, passes))
+    return kept
+
+
+def _k_best(totals: np.ndarray, numbers: np.ndarray, scaled: np.ndarray, k: int, names: list[str],
+            passes: Optional[Callable[[str], bool]]) -> dict[str, float]:
+    """{item id: scaled} of the k items of the greatest `totals` (ties by item id) that
+    `passes` (None: every item); the numbers come once each."""
+    n = k if passes is None else 2 * k  # with filters, room for some they refuse
     while True:
-        if n < len(parts):  # the n best and whatever ties the n-th
-            top = np.flatnonzero(parts >= np.partition(parts, len(parts) - n)[len(parts) - n])
+        if n < len(totals):  # the n best and whatever ties the n-th
+            top = np.flatnonzero(totals >= np.partition(totals, len(totals) - n)[len(totals) - n])
         else:
-            top = np.arange(len(parts))
-        ranked = sorted(zip((-parts[top]).tolist(), [names[r] for r in rest[top].tolist()], top.tolist()))
-        passing, seen = [], set()
-        for _, i, at in ranked:  # an item related to several of the member's comes once each
-            if i not in seen and (passes is None or passes(i)):
-                passing.append((i, at))
-            seen.add(i)
-        if len(passing) >= k or n >= len(parts):
+            top = np.arange(len(totals))
+        ranked = sorted(zip((-totals[top]).tolist(), [names[r] for r in numbers[top].tolist()], top.tolist()))
+        passing = [(i, at) for _, i, at in ranked if passes is None or passes(i)]
+        if len(passing) >= k or n >= len(totals):
             break
         n *= 4
-    for i, at in passing[:k]:
-        kept[i] = float(rest_scaled[at])
-    return kept
+    return {i: float(scaled[at]) for i, at in passing[:k]}
 
 
 def _bought_recently(state: MemberState, days: float) -> set[str]:

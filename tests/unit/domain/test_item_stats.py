@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,6 +161,16 @@ def test_an_item_related_to_several_comes_once_for_each_with_its_summed_score():
     named = sorted(zip([stats.names[n] for n in numbers.tolist()], scores.tolist()))
     assert named == [("x", 1.5), ("x", 1.5)]  # row b at rank 1 (1.0), row a at rank 2 (0.5)
     assert known.tolist() == [1.5, 0.0]  # x, a (related to nothing here); "nowhere" has no number
+
+
+@settings(max_examples=100, deadline=None)
+@given(numbers=st.lists(st.integers(0, 5), max_size=30))
+def test_once_keeps_one_place_of_each_number(numbers):
+    stats, _ = _count([[(f"i{n}", 5, 0) for n in range(6)]], ItemStatsConfig())
+    array = np.array(numbers, np.int64)
+    once = stats.once(array)
+    assert sorted(array[once].tolist()) == sorted(set(numbers))
+    assert stats.once(array[::-1]).sum() == len(set(numbers))  # whatever the scratch held before
 
 
 def test_the_arrays_read_leave_the_rows_free_to_grow():

@@ -284,6 +284,20 @@ def test_the_list_is_the_one_ranking_every_candidate_gives(baskets, own, model, 
         s, model, scores, stats, blend, k)
 
 
+def test_an_item_related_to_several_of_the_members_items_takes_one_place():
+    """R is bought with both of the member's items, so it comes twice among the related
+    candidates; the k best are k items, not R twice."""
+    baskets = [["X0", "R0"]] * 5 + [["Y0", "R0"]] * 5 + [["X0", "S0"]] * 3 + [["Y0", "T0"]] * 2
+    stats = _stats(*baskets)
+    s = MemberState("m1", 0)
+    _bought(s, "X0", 0)
+    _bought(s, "Y0", 1)
+    blend = recommendation_policy.Blend(model=0.0, repeat=0.0, trending=0.0, repeat_share=0.0)
+    got = recommendation_policy.blend_items(s, [], [], stats, blend, 2)
+    assert [i for i, _, _ in got] == ["R0", "T0"]  # T0 goes with the newer item
+    assert got == _blend_every_candidate(s, [], [], stats, blend, 2)
+
+
 def test_related_items_past_the_filtered_best_still_fill_the_list():
     """The filters refuse the 10 best related items: the next ones are found (the pruned
     candidates are widened until k pass)."""
