@@ -7,6 +7,7 @@ import torch
 from transformers.activations import NewGELUActivation
 
 from models.encoding import encode
+from models.network import gelu_tanh
 from hypothesis import given, settings, strategies as st
 
 from models.serving import encode_newest, length_groups, predict, prepare, trim_padding
@@ -102,6 +103,19 @@ def test_fused_gelu_is_gpt2s_tanh_gelu():
     x = torch.linspace(-8, 8, 10001)
     np.testing.assert_allclose(torch.nn.functional.gelu(x, approximate="tanh").numpy(),
                                NewGELUActivation()(x).numpy(), atol=1e-6)
+
+
+def test_the_served_blocks_gelu_is_gpt2s_tanh_gelu_and_leaves_its_input():
+    """models.network.gelu_tanh (the served path, x sigmoid(2z) on a CPU): GPT-2's
+    tanh GELU within float32 rounding; its input untouched (it works in place on its
+    own buffer); under autograd, torch's kernel with its gradient."""
+    x = torch.linspace(-8, 8, 10001)
+    kept = x.clone()
+    np.testing.assert_allclose(gelu_tanh(x).numpy(), NewGELUActivation()(x).numpy(), atol=1e-6, rtol=0)
+    assert torch.equal(x, kept)
+    leaf = x.clone().requires_grad_()
+    gelu_tanh(leaf).sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == x.shape
 
 
 def test_bf16_variant_matches_fp32_within_the_stated_tolerance():
