@@ -5,11 +5,16 @@ The statistics are per worker (stream/domain/item_stats.py): each worker holds t
 items its members paired, whatever partitions it owns, so they grow with the
 catalogue, not with the members, up to `item_stats_max_items` (the most popular
 kept; docs/SCALING.md). With --max-items the log is counted again under each bound
-below its item count: what is held, how many evictions, and what they cost.
+below its item count: what is held, how many evictions, and what they cost. With
+--copies N the log is counted N times over, each copy's members and items renamed:
+a catalogue N times the log's, with its co-occurrence, so that an eviction at the
+default bound is measured, not extrapolated (without the memory, which tracemalloc
+would take minutes to count).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import logging
 import time
@@ -19,11 +24,13 @@ from bench.bench_log import bench_lines
 from stream.settings import Settings
 
 
-def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True) -> dict:
+def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, copies: int = 1) -> dict:
     """The events of `lines` applied to member states and counted by one ItemStats, as
     the processor does; the bytes allocated by stream/domain/item_stats.py and held at
     the end (tracemalloc: the item ids themselves are the events' strings, not counted;
-    `trace` false: not measured, 0), the evictions and their seconds (the slowest, all)."""
+    `trace` false: not measured, 0), the evictions and their seconds (the slowest, all).
+    `copies` > 1: the events that many times over, copy c's member and item ids
+    suffixed with ~c (c > 0)."""
     import stream.domain.item_stats as item_stats_module
     from stream.domain.member_state import MemberState, apply_event
     from stream.domain.parsing import Rejected, parse_event
@@ -47,7 +54,7 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True) 
     if trace:
         tracemalloc.start()
     try:
-        for e in events:
+        for e in _copied(events, copies):
             s = states.get(e.member_id)
             if s is None:
                 s = states[e.member_id] = MemberState(e.member_id, 0)
@@ -62,31 +69,48 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True) 
         if trace:
             tracemalloc.stop()
     neighbours = sum(len(row.numbers) for row in stats.pairs.values())
-    return {"events": len(events), "items_counted": len(stats.popularity), "items_paired": len(stats.ids),
+    return {"events": len(events) * copies, "items_counted": len(stats.popularity), "items_paired": len(stats.ids),
             "neighbours": neighbours, "bytes": size, "kept": settings.item_stats_kept,
             "max_items": settings.item_stats_max_items, "evictions": len(took),
             "eviction_s_max": max(took, default=0.0), "eviction_s": sum(took)}
+
+
+def _copied(events: list, copies: int):
+    """The events, then `copies` - 1 renamed copies of them, one after the other."""
+    yield from events
+    for c in range(1, copies):
+        for e in events:
+            renamed = copy.copy(e)
+            renamed.member_id, renamed.event_id = f"{e.member_id}~{c}", f"{e.event_id}~{c}"
+            renamed.item_id = None if e.item_id is None else f"{e.item_id}~{c}"
+            yield renamed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-items", type=int, nargs="*", default=[],
                         help="also count under these item_stats_max_items bounds")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="count the log this many times over, members and items renamed per copy")
     args = parser.parse_args()
+    if args.copies < 1:
+        parser.exit(2, "item_stats_size: --copies must be at least 1\n")
     logging.disable(logging.CRITICAL)
     settings = Settings()
     lines = bench_lines(settings)
-    print(f"item statistics after the bench log, one worker (item_stats_kept {settings.item_stats_kept}: rows "
-          f"pruned to it at twice that); eviction times from a second pass without tracemalloc")
+    copies = f" counted {args.copies} times over (members and items renamed per copy)" if args.copies > 1 else ""
+    print(f"item statistics after the bench log{copies}, one worker (item_stats_kept {settings.item_stats_kept}: "
+          f"rows pruned to it at twice that); eviction times from a second pass without tracemalloc")
     print(f"{'max items':>10} {'items counted':>14} {'items paired':>13} {'neighbours kept':>16} {'MB held':>8} "
           f"{'B per paired item':>18} {'B per neighbour':>16} {'evictions':>10} {'mean ms':>8} {'slowest ms':>11}")
     for bound in [settings.item_stats_max_items, *args.max_items]:
         bounded = settings.model_copy(update={"item_stats_max_items": bound})
-        r = item_stats_size(lines, bounded)
-        timed = item_stats_size(lines, bounded, trace=False)
+        timed = item_stats_size(lines, bounded, trace=False, copies=args.copies)
+        r = item_stats_size(lines, bounded) if args.copies == 1 else timed
+        held = (f"{r['bytes'] / 1e6:>8.1f} {r['bytes'] / max(1, r['items_paired']):>18,.0f} "
+                f"{r['bytes'] / max(1, r['neighbours']):>16,.0f}") if r["bytes"] else f"{'-':>8} {'-':>18} {'-':>16}"
         print(f"{bound:>10,} {r['items_counted']:>14,} {r['items_paired']:>13,} {r['neighbours']:>16,} "
-              f"{r['bytes'] / 1e6:>8.1f} {r['bytes'] / max(1, r['items_paired']):>18,.0f} "
-              f"{r['bytes'] / max(1, r['neighbours']):>16,.0f} {timed['evictions']:>10,} "
+              f"{held} {timed['evictions']:>10,} "
               f"{1000 * timed['eviction_s'] / max(1, timed['evictions']):>8.1f} "
               f"{1000 * timed['eviction_s_max']:>11.1f}")
 

@@ -182,14 +182,15 @@ class ItemStats:
         they from the rows kept (a row's total stays, as when it is pruned). The items
         kept are numbered again from 0 in their old order, and the trending list is
         ranked again (what was derived from the old numbers goes with its ranking)."""
-        kept = {i for i, _ in self._most_popular(self.c.max_items)}
+        kept = self._most_popular_set(self.c.max_items)
         self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
         self.categories = {i: c for i, c in self.categories.items() if i in kept}
         old = self.names
         self.names = [i for i in old if i in kept]
         self.ids = {i: n for n, i in enumerate(self.names)}
         renumbered = np.fromiter(map(self.ids.get, old, repeat(-1, len(old))), np.int64, len(old))
-        rows = [(int(renumbered[a]), row) for a, row in self.pairs.items() if renumbered[a] >= 0]
+        new = renumbered.tolist()
+        rows = [(new[a], row) for a, row in self.pairs.items() if new[a] >= 0]
         # Every row kept in one pass: their neighbours renumbered, the evicted ones left out.
         lengths = np.fromiter((len(row.numbers) for _, row in rows), np.int64, len(rows))
         numbers = renumbered[np.frombuffer(b"".join(row.numbers for _, row in rows), np.int64)]
@@ -198,15 +199,28 @@ class ItemStats:
         ends = np.r_[0, np.cumsum(stays)][np.cumsum(lengths)]  # neighbours kept up to each row's end
         numbers, weights = memoryview(numbers[stays].tobytes()), memoryview(weights.tobytes())
         pairs, start = {}, 0
-        for (a, row), end in zip(rows, ends.tolist()):
-            kept_row = pairs[a] = _Row(total=row.total)
-            kept_row.numbers.frombytes(numbers[8 * start:8 * end])
-            kept_row.weights.frombytes(weights[8 * start:8 * end])
+        for (a, row), end in zip(rows, ends.tolist()):  # each row object kept, its arrays made anew
+            pairs[a] = row
+            row.numbers, row.weights, row.slots = array("q"), array("d"), None
+            row.numbers.frombytes(numbers[8 * start:8 * end])
+            row.weights.frombytes(weights[8 * start:8 * end])
             start = end
         self.pairs = pairs
         self._sums, self._marks, self._places = np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int64)
         self._top = None
         self.evictions += 1
+
+    def _most_popular_set(self, n: int) -> set[str]:
+        """The items `_most_popular(n)` gives, as a set, over arrays (an eviction ranks
+        every item counted: 125,000 at the default bound)."""
+        items = list(self.popularity)
+        if n >= len(items):
+            return set(items)
+        counts = np.fromiter(self.popularity.values(), np.float64, len(items))
+        cut = np.partition(counts, len(items) - n)[len(items) - n]  # the n-th greatest count
+        above = np.flatnonzero(counts > cut).tolist()
+        tied = sorted((items[at] for at in np.flatnonzero(counts == cut).tolist()), reverse=True)
+        return {items[at] for at in above}.union(tied[:n - len(above)])
 
     def _most_popular(self, n: int) -> list[tuple[str, float]]:
         """The n items of the greatest decayed counts (ties: the greater item id), best first."""

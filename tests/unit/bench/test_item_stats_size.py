@@ -30,3 +30,12 @@ def test_under_a_bound_the_least_popular_go_and_the_evictions_are_counted():
     # evicted item is not paired again, so only the counted ones bring the next eviction).
     assert (r["evictions"], r["items_counted"], r["max_items"], r["bytes"]) == (10, 10, 8, 0)
     assert r["items_paired"] <= 10 and r["eviction_s_max"] > 0
+
+
+def test_copies_count_the_log_again_under_new_member_and_item_ids():
+    lines = [_line(0, "m1", "purchase", "A"), _line(1, "m1", "purchase", "B"), _line(2, "m2", "view", "C")]
+    one = item_stats_size(lines, Settings(), trace=False)
+    three = item_stats_size(lines, Settings(), trace=False, copies=3)
+    assert (one["events"], one["items_counted"], one["items_paired"], one["neighbours"]) == (3, 3, 2, 2)
+    # Each copy pairs its own A~c with its own B~c only: three times the items and neighbours.
+    assert (three["events"], three["items_counted"], three["items_paired"], three["neighbours"]) == (9, 9, 6, 6)
