@@ -66,6 +66,7 @@ TRITON_REQUEST_ERRORS = counter("triton_request_errors")  # label kind: the exce
 INPUT_BATCH_RECORDS = f"{PREFIX}input_batch_records"          # input records per agent batch
 TRITON_REQUEST_ROWS = f"{PREFIX}triton_request_rows"          # model rows per Triton request
 TRITON_REQUEST_SECONDS = f"{PREFIX}triton_request_duration_seconds"  # label outcome: ok, error
+EVENT_LOOP_LAG = f"{PREFIX}event_loop_lag_seconds"  # how late the worker's event loop ran a timer
 
 # Lag gauges.
 EVENT_TIME_LAG = f"{PREFIX}event_time_lag_seconds"  # label partition: wall clock minus its watermark

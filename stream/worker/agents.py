@@ -28,6 +28,7 @@ from stream.contract import topics
 from stream.kafka.admin import ensure_topics
 from stream.log_limit import json_root_handlers, limit_root_handlers
 from stream.worker.stall_watcher import StallWatcher
+from stream.worker.telemetry import watch_loop_lag
 from stream.worker.worker import Worker
 
 
@@ -47,6 +48,10 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
             worker.agent_moved_at = worker.waits.since("input", t)
             await worker.take([e.message for e in events])
             t = time.monotonic()
+
+    @app.task
+    async def loop_lag() -> None:
+        await watch_loop_lag(worker.telemetry)
 
     @app.task
     async def committing() -> None:

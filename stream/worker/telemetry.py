@@ -5,7 +5,9 @@ of metric live in it:
 
 * observed as they happen: the histograms of input batch sizes, of rows per
   Triton request and of Triton request latency (labelled by outcome), Triton
-  errors by kind, and outputs by topic (`Telemetry`);
+  errors by kind, outputs by topic, and how late the event loop ran a timer
+  (`Telemetry`, `watch_loop_lag`: work that holds the loop, such as an item
+  statistics' eviction, holds every input, scoring answer and output);
 * read at scrape time from what the worker keeps anyway (`WorkerCollector`):
   the processing core's counts (plain, by event type and outcome, dead
   letters by reason), durations, backlogs, members, the circuit and health
@@ -19,6 +21,7 @@ member ids in any label.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Callable, Optional
 
@@ -32,6 +35,7 @@ from stream.scoring.breaker import STATE_VALUES
 disable_created_metrics()  # `_created` series double every counter's lines; nothing here reads them
 
 HEALTH_STATES = ("ok", "degraded", "starting")
+LOOP_LAG_INTERVAL_S = 0.1  # the timer watch_loop_lag sets, again and again
 CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset
 
 
@@ -61,6 +65,9 @@ class Telemetry:
             registry=r)
         self.outputs = Counter(
             _bare(names.OUTPUTS), "Output messages handed to the producer, by topic", ["topic"], registry=r)
+        self.loop_lag = Histogram(
+            names.EVENT_LOOP_LAG, f"Seconds the event loop ran a {LOOP_LAG_INTERVAL_S:g} s timer late (work "
+            "holding the loop)", registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
     # The processor's hook (stream/processing/processor.py NoTelemetry).
     def scoring_request(self, rows: int, seconds: float, error: Optional[str]) -> None:
@@ -82,6 +89,15 @@ class Telemetry:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+async def watch_loop_lag(telemetry: Telemetry, interval_s: float = LOOP_LAG_INTERVAL_S,
+                         clock: Callable[[], float] = time.monotonic) -> None:
+    """Forever: sleep `interval_s` and observe how much later than that the loop woke."""
+    while True:
+        start = clock()
+        await asyncio.sleep(interval_s)
+        telemetry.loop_lag.observe(max(0.0, clock() - start - interval_s))
 
 
 class WorkerCollector:

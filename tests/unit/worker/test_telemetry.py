@@ -1,11 +1,14 @@
 """The worker's /metrics (stream/worker/telemetry.py) on a Worker of in-memory fakes,
 read back with prometheus_client's own parser: conventional names, the labelled
 counts, histograms, lags, and no member id anywhere."""
+import asyncio
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.contract import topics
 from stream.worker.health import Health
-from stream.worker.telemetry import WorkerCollector
+from stream.worker.telemetry import WorkerCollector, watch_loop_lag
 from tests.fixtures.events import T0, event, messages
 from tests.fixtures.fakes import FlakyScorer
 from tests.fixtures.workers import fake_worker, run
@@ -89,3 +92,37 @@ def test_the_batchers_lag_on_shop_events_beside_the_agents_on_the_frames():
     lag = {labels: v for (name, labels), v in m.items() if name == "memberstream_consumer_lag_records"}
     assert lag == {(("partition", "1"), ("topic", topics.SHOP_EVENTS)): 7,
                    (("partition", "3"), ("topic", topics.SHOP_EVENTS)): 0}
+
+
+def test_the_loop_lag_histogram_sees_work_that_holds_the_loop():
+    """A 0.3 s piece of work in the loop (the fault: time.sleep holds it as a long
+    eviction would) shows as one timer at least 0.25 s late; the others were not."""
+    worker = fake_worker(frames=False)
+    value = worker.telemetry.registry.get_sample_value
+    name = "memberstream_event_loop_lag_seconds"
+
+    async def until(condition, timeout_s=10.0):
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.005)
+
+    async def go():
+        task = asyncio.ensure_future(watch_loop_lag(worker.telemetry, interval_s=0.01))
+        try:
+            await until(lambda: value(f"{name}_count") >= 3)
+            before = value(f"{name}_count")
+            assert value(f"{name}_bucket", {"le": "0.25"}) == before  # none held the loop yet
+            time.sleep(0.3)
+            await until(lambda: value(f"{name}_count") > before)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return before
+
+    before = run(go())
+    _, samples = scrape(worker)
+    count = samples[(f"{name}_count", ())]
+    late = count - samples[(f"{name}_bucket", (("le", "0.25"),))]
+    assert count >= before + 1 and late == 1
+    assert 0.25 <= samples[(f"{name}_sum", ())] < 0.25 + count  # the held one, and the others' small lags
