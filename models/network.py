@@ -67,12 +67,14 @@ _GELU_B = _GELU_A * 0.044715
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GPT-2's tanh GELU, 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3),
-    on a CPU as x sigmoid(2z): the same function (tanh(z) = 2 sigmoid(2z) - 1), within
-    float32 rounding, in 2.1-2.5x less time on [2,900, 256] (torch's CPU tanh kernel is
-    the slow part: the activation was 17 % of a pass over the bench log's scoring mix),
-    about 20 us more at one row. In place on its own buffer, so not where autograd is
-    recording; elsewhere (training, a GPU) torch's fused kernel."""
-    if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+    on a CPU in float32 as x sigmoid(2z): the same function (tanh(z) = 2 sigmoid(2z) -
+    1), within float32 rounding, in 2.1-2.5x less time on [2,900, 256] (torch's CPU
+    tanh kernel is the slow part: the activation was 17 % of a pass over the bench
+    log's scoring mix), about 20 us more at one row. In place on its own buffer, so not
+    where autograd is recording; elsewhere (training, a GPU, half precision, whatever
+    torch.export traces: its program may be moved to a GPU) torch's fused kernel."""
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or (x.requires_grad and torch.is_grad_enabled())
+            or torch.compiler.is_compiling()):
         return F.gelu(x, approximate="tanh")
     t = x * x
     t.mul_(_GELU_B).add_(_GELU_A).mul_(x)

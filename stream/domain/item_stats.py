@@ -297,9 +297,9 @@ class ItemStats:
         return out
 
     def once(self, numbers: np.ndarray) -> np.ndarray:
-        """A mask of `numbers` (item numbers) that keeps one place of each number: the
-        place written last for it (which one does not matter to a caller that reads
-        the same value at each)."""
+        """A mask of `numbers` (item numbers) that keeps one place of each number:
+        whichever of its places numpy's assignment left in the scratch (which one
+        does not matter to a caller that reads the same value at each)."""
         places = self._places = _room(self._places, len(self.names))
         at = np.arange(len(numbers))
         places[numbers] = at

@@ -129,7 +129,7 @@ class StallWatcher:
                             cursor.set(p, cursor.next[p])  # checked: nothing left behind
                         continue
                     if p not in rescuing:
-                        if not skipped and not self._behind(p):
+                        if not skipped and self._handed(p, start):
                             continue  # handed over while we read (a catch-up's uneven start)
                         self._rescue(p, missing, start, skipped, idle)
                     await w.intake.apply(missing, from_faust=False)

@@ -116,6 +116,21 @@ def test_the_served_blocks_gelu_is_gpt2s_tanh_gelu_and_leaves_its_input():
     leaf = x.clone().requires_grad_()
     gelu_tanh(leaf).sum().backward()
     assert leaf.grad is not None and leaf.grad.shape == x.shape
+    half = x.to(torch.bfloat16)  # half precision: torch's kernel, not six rounding steps
+    assert torch.equal(gelu_tanh(half), torch.nn.functional.gelu(half, approximate="tanh"))
+
+
+def test_an_exported_program_keeps_torchs_gelu_kernel():
+    """What torch.export traces may be moved to a GPU (models/serving.ExportedNetwork):
+    it holds aten.gelu, not the CPU form, also when traced without gradients."""
+    class Gelu(torch.nn.Module):
+        def forward(self, x):
+            return gelu_tanh(x)
+
+    with torch.no_grad():
+        program = torch.export.export(Gelu(), (torch.randn(4, 8),))
+    ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert any("gelu" in op for op in ops) and not any("sigmoid" in op for op in ops), ops
 
 
 def test_bf16_variant_matches_fp32_within_the_stated_tolerance():

@@ -61,7 +61,7 @@ def _watched(monkeypatch, agent_idle_s: float, meanwhile=None):
                               is_set=lambda: True))))
     watcher = StallWatcher(app, w)
     found = messages(0, 1, [event("m", 1), event("m", 2)])
-    watcher.fetcher = _Reader(found, (lambda: meanwhile(consumer)) if meanwhile else (lambda: None))
+    watcher.fetcher = _Reader(found, (lambda: meanwhile(consumer, w)) if meanwhile else (lambda: None))
     w.cursor.set(0, 1)
     w.cursor.moved_at[0] -= 3.0
     w.agent_moved_at = time.monotonic() - agent_idle_s
@@ -87,11 +87,27 @@ def test_faust_handing_the_partition_over_while_it_is_read_is_left_to_faust(monk
     then handed its next record while the watcher read it: nothing is applied twice
     and nothing is logged."""
     caplog.set_level(logging.INFO, logger=stall_watcher.__name__)
-    w, watcher = _watched(monkeypatch, agent_idle_s=0.0, meanwhile=lambda consumer: consumer.handed(0, 2))
+    w, watcher = _watched(monkeypatch, agent_idle_s=0.0, meanwhile=lambda consumer, worker: consumer.handed(0, 2))
     assert watcher.fetcher.fetches[0] == (0, 1, None)
     assert len(watcher.fetcher.fetches) == 1  # no longer behind: not read again
     assert w.cursor.next[0] == 1 and watcher.rescuing == {}
     assert w.processor.totals["gap_filled"] == 0 and w.processor.totals["events"] == 0
+    assert caplog.records == []
+
+
+def test_faust_handing_it_over_and_the_agent_applying_it_while_it_is_read_is_left_to_faust(
+        monkeypatch, caplog):
+    """As above, and the agent applied offset 1 meanwhile: the cursor stands past what
+    Faust handed over, yet the partition is not behind."""
+    caplog.set_level(logging.INFO, logger=stall_watcher.__name__)
+
+    def meanwhile(consumer, worker):
+        consumer.handed(0, 1)
+        worker.cursor.set(0, 2)  # as the agent's intake advances it
+
+    w, watcher = _watched(monkeypatch, agent_idle_s=0.0, meanwhile=meanwhile)
+    assert w.cursor.next[0] == 2 and watcher.rescuing == {}
+    assert w.processor.totals["gap_filled"] == 0
     assert caplog.records == []
 
 
@@ -105,7 +121,7 @@ def test_faust_still_behind_after_the_read_is_a_delay_read_directly(monkeypatch,
     assert record.getMessage().startswith("partition 0: Faust has not handed over offset 1 for 3.0 s; 2 records")
 
 
-@pytest.mark.parametrize("meanwhile", [None, lambda consumer: consumer.handed(0, 2)])
+@pytest.mark.parametrize("meanwhile", [None, lambda consumer, worker: consumer.handed(0, 2)])
 def test_records_missing_while_the_agent_is_idle_are_left_behind(monkeypatch, caplog, meanwhile):
     """The agent got nothing for 5 s (Faust's queue is empty), yet the partition has
     records past the cursor: Faust skipped them, whatever it says it handed over."""
