@@ -30,7 +30,6 @@ from the members' kept sequences (`rebuild`). docs/DESIGN.md section 8, "Recomme
 from __future__ import annotations
 
 import bisect
-import heapq
 from array import array
 from dataclasses import dataclass
 from itertools import repeat
@@ -182,7 +181,7 @@ class ItemStats:
         they from the rows kept (a row's total stays, as when it is pruned). The items
         kept are numbered again from 0 in their old order, and the trending list is
         ranked again (what was derived from the old numbers goes with its ranking)."""
-        kept = self._most_popular_set(self.c.max_items)
+        kept = self._most_popular(self.c.max_items)
         self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
         self.categories = {i: c for i, c in self.categories.items() if i in kept}
         old = self.names
@@ -210,9 +209,9 @@ class ItemStats:
         self._top = None
         self.evictions += 1
 
-    def _most_popular_set(self, n: int) -> set[str]:
-        """The items `_most_popular(n)` gives, as a set, over arrays (an eviction ranks
-        every item counted: 125,000 at the default bound)."""
+    def _most_popular(self, n: int) -> set[str]:
+        """The n items of the greatest decayed counts (ties: the greater item id), chosen
+        over arrays (an eviction ranks every item counted: 125,000 at the default bound)."""
         items = list(self.popularity)
         if n >= len(items):
             return set(items)
@@ -221,10 +220,6 @@ class ItemStats:
         above = np.flatnonzero(counts > cut).tolist()
         tied = sorted((items[at] for at in np.flatnonzero(counts == cut).tolist()), reverse=True)
         return {items[at] for at in above}.union(tied[:n - len(above)])
-
-    def _most_popular(self, n: int) -> list[tuple[str, float]]:
-        """The n items of the greatest decayed counts (ties: the greater item id), best first."""
-        return heapq.nlargest(n, self.popularity.items(), key=lambda p: (p[1], p[0]))
 
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
@@ -237,7 +232,9 @@ class ItemStats:
         top = self._top
         if top is None or self.events - self._top_at >= TRENDING_REFRESH_EVENTS or len(top) < min(
                 n, len(self.popularity)):
-            top = self._top = self._most_popular(max(n, 200))
+            popularity = self.popularity
+            top = self._top = sorted(((i, popularity[i]) for i in self._most_popular(max(n, 200))),
+                                     key=lambda p: (p[1], p[0]), reverse=True)
             self._top_at = self.events
             self.rankings += 1
         return top[:n]
