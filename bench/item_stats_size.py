@@ -28,7 +28,9 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
     """The events of `lines` applied to member states and counted by one ItemStats, as
     the processor does; the bytes allocated by stream/domain/item_stats.py and held at
     the end (tracemalloc: the item ids themselves are the events' strings, not counted;
-    `trace` false: not measured, 0), the evictions and their seconds (the slowest, all).
+    `trace` false: not measured, 0), the evictions and their seconds (the slowest, all),
+    the seconds of the whole count and of its slowest event (an eviction's, or a
+    sweep's share after one).
     `copies` > 1: the events that many times over, copy c's member and item ids
     suffixed with ~c (c > 0)."""
     import stream.domain.item_stats as item_stats_module
@@ -53,13 +55,17 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
     tune_gc(settings.gc_threshold)  # as the worker collects
     if trace:
         tracemalloc.start()
+    slowest, clock, began = 0.0, time.perf_counter, time.perf_counter()
     try:
         for e in _copied(events, copies):
             s = states.get(e.member_id)
             if s is None:
                 s = states[e.member_id] = MemberState(e.member_id, 0)
             apply_event(s, e, settings.sequence_length)
+            t = clock()
             stats.observe_newest(s, e.ts, e.category)
+            slowest = max(slowest, clock() - t)
+        counting = clock() - began
         if trace:
             held = tracemalloc.take_snapshot().filter_traces(
                 [tracemalloc.Filter(True, item_stats_module.__file__)])
@@ -68,11 +74,12 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
         gc.set_threshold(*thresholds)
         if trace:
             tracemalloc.stop()
-    neighbours = sum(len(row.numbers) for row in stats.pairs.values())
+    neighbours = sum(len(row.numbers) for row in stats.pairs.values())  # held: a sweep may be under way
     return {"events": len(events) * copies, "items_counted": len(stats.popularity), "items_paired": len(stats.ids),
             "neighbours": neighbours, "bytes": size, "kept": settings.item_stats_kept,
             "max_items": settings.item_stats_max_items, "evictions": len(took),
-            "eviction_s_max": max(took, default=0.0), "eviction_s": sum(took)}
+            "eviction_s_max": max(took, default=0.0), "eviction_s": sum(took),
+            "count_s": counting, "event_s_max": slowest}
 
 
 def _copied(events: list, copies: int):
@@ -102,7 +109,8 @@ def main() -> None:
     print(f"item statistics after the bench log{copies}, one worker (item_stats_kept {settings.item_stats_kept}: "
           f"rows pruned to it at twice that); eviction times from a second pass without tracemalloc")
     print(f"{'max items':>10} {'items counted':>14} {'items paired':>13} {'neighbours kept':>16} {'MB held':>8} "
-          f"{'B per paired item':>18} {'B per neighbour':>16} {'evictions':>10} {'mean ms':>8} {'slowest ms':>11}")
+          f"{'B per paired item':>18} {'B per neighbour':>16} {'evictions':>10} {'mean ms':>8} {'slowest ms':>11} "
+          f"{'count s':>8} {'slowest event ms':>17}")
     for bound in [settings.item_stats_max_items, *args.max_items]:
         bounded = settings.model_copy(update={"item_stats_max_items": bound})
         timed = item_stats_size(lines, bounded, trace=False, copies=args.copies)
@@ -112,7 +120,7 @@ def main() -> None:
         print(f"{bound:>10,} {r['items_counted']:>14,} {r['items_paired']:>13,} {r['neighbours']:>16,} "
               f"{held} {timed['evictions']:>10,} "
               f"{1000 * timed['eviction_s'] / max(1, timed['evictions']):>8.1f} "
-              f"{1000 * timed['eviction_s_max']:>11.1f}")
+              f"{1000 * timed['eviction_s_max']:>11.1f} {timed['count_s']:>8.1f} {1000 * timed['event_s_max']:>17.1f}")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,14 @@ vocabulary lacks).
   up to ten rows of up to 200 neighbours for every list made).
 * Bounded: once more than `max_items` items (and a quarter) are counted
   or categorised, only the `max_items` most popular stay (`_evict`): the others lose
-  their popularity, category and row, and their place in the rows of those
-  kept, and the items kept are numbered again. Memory follows `max_items`, not
-  the items ever seen. An item evicted counts again from nothing once an event
-  of it comes; until then it is paired with nothing (only counted items are).
+  their popularity, category, number and row at once, and their place in the rows of
+  those kept as those rows are swept, a few for every event counted after it, done
+  within half the quarter's events (an evicted neighbour is skipped until then; a row
+  that would be pruned loses its evicted neighbours first), so the eviction itself
+  holds the worker for a ranking of the items, not a pass over every row. The numbers
+  of evicted items are given again once no row holds them. Memory follows
+  `max_items`, not the items ever seen. An item evicted counts again from nothing once
+  an event of it comes; until then it is paired with nothing (only counted items are).
 
 Per worker: each counts the events of the partitions it owns (a random
 share of the members), and starts empty; after a restart it counts again
@@ -72,6 +76,14 @@ class ItemStats:
         self._sums = np.zeros(0)  # scratch of related_arrays, zero between calls
         self._marks = np.zeros(0, bool)  # scratch of marked, false between calls
         self._places = np.zeros(0, np.int64)  # scratch of once, any values between calls
+        # The last eviction's sweep (_evict): the numbers evicted, true in _dead until given
+        # again; the rows (by number) that may still hold them; how many to sweep per event.
+        self._held: list[int] = []
+        self._dead = np.zeros(0, bool)
+        self._sweep: list[int] = []
+        self._sweep_rows = 0
+        self._dropped: list[_Row] = []  # the evicted items' rows, to free
+        self._free: list[int] = []  # numbers no row holds, to give again
         self.categories: dict[str, str] = {}
         self.events = 0
         self._top: Optional[list[tuple[str, float]]] = None
@@ -92,6 +104,8 @@ class ItemStats:
         if category is not None:
             self.categories[item] = category
         self.events += 1
+        if self._sweep:
+            self._swept(self._sweep_rows)
         if weight <= 0.0:
             return
         self._count(item, ts, weight)
@@ -146,8 +160,12 @@ class ItemStats:
     def _number(self, item: str) -> int:
         n = self.ids.get(item)
         if n is None:
-            n = self.ids[item] = len(self.names)
-            self.names.append(item)
+            if self._free:  # an evicted item's number, which no row holds any more
+                n = self.ids[item] = self._free.pop()
+                self.names[n], self._dead[n] = item, False
+            else:
+                n = self.ids[item] = len(self.names)
+                self.names.append(item)
         return n
 
     def _row(self, a: int) -> "_Row":
@@ -161,7 +179,7 @@ class ItemStats:
         after, its strongest `kept` if it grew past twice that."""
         row.total += w
         slots = row.slots
-        if slots is None:  # a row made by pruning or an eviction: its slots once it is added to
+        if slots is None:  # a row made by pruning or swept: its slots once it is added to
             slots = row.slots = dict(zip(row.numbers, range(len(row.numbers))))
         slot = slots.get(b)
         if slot is not None:
@@ -172,54 +190,86 @@ class ItemStats:
         numbers.append(b)
         row.weights.append(w)
         if len(numbers) > self._prune_at:
-            row = self.pairs[a] = row.strongest(self.c.kept, self.names)
+            if self._held:  # first without the evicted neighbours, as the eviction leaves it
+                self._drop_evicted(row)
+            if len(row.numbers) > self._prune_at:
+                row = self.pairs[a] = row.strongest(self.c.kept, self.names)
         return row
 
     def _evict(self) -> None:
         """Keep the `max_items` most popular items (decayed counts, ties by item id, as
-        `trending` ranks them): the others' popularity, category and row go, and so do
-        they from the rows kept (a row's total stays, as when it is pruned). The items
-        kept are numbered again from 0 in their old order, and the trending list is
-        ranked again (what was derived from the old numbers goes with its ranking)."""
-        kept = self._most_popular(self.c.max_items)
-        self.popularity = {i: v for i, v in self.popularity.items() if i in kept}
-        self.categories = {i: c for i, c in self.categories.items() if i in kept}
-        old = self.names
-        self.names = [i for i in old if i in kept]
-        self.ids = {i: n for n, i in enumerate(self.names)}
-        renumbered = np.fromiter(map(self.ids.get, old, repeat(-1, len(old))), np.int64, len(old))
-        new = renumbered.tolist()
-        rows = [(new[a], row) for a, row in self.pairs.items() if new[a] >= 0]
-        # Every row kept in one pass: their neighbours renumbered, the evicted ones left out.
-        lengths = np.fromiter((len(row.numbers) for _, row in rows), np.int64, len(rows))
-        numbers = renumbered[np.frombuffer(b"".join(row.numbers for _, row in rows), np.int64)]
-        stays = numbers >= 0
-        weights = np.frombuffer(b"".join(row.weights for _, row in rows), np.float64)[stays]
-        ends = np.r_[0, np.cumsum(stays)][np.cumsum(lengths)]  # neighbours kept up to each row's end
-        numbers, weights = memoryview(numbers[stays].tobytes()), memoryview(weights.tobytes())
-        pairs, start = {}, 0
-        for (a, row), end in zip(rows, ends.tolist()):  # each row object kept, its arrays made anew
-            pairs[a] = row
-            row.numbers, row.weights, row.slots = array("q"), array("d"), None
-            row.numbers.frombytes(numbers[8 * start:8 * end])
-            row.weights.frombytes(weights[8 * start:8 * end])
-            start = end
-        self.pairs = pairs
-        self._sums, self._marks, self._places = np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int64)
+        `trending` ranks them): the others' popularity, category, number and row go now,
+        and they go from the rows kept as `_swept` reaches each (a row's total stays, as
+        when it is pruned). The items kept keep their numbers, and the trending list is
+        ranked again."""
+        if self._sweep:  # the last eviction's sweep, unfinished (only with a bound of a few items)
+            self._swept(len(self._sweep))
+        items, kept = self._popular(self.c.max_items)
+        popularity, ids, names, pairs = self.popularity, self.ids, self.names, self.pairs
+        held = []
+        for at in np.flatnonzero(~kept).tolist():
+            item = items[at]
+            del popularity[item]
+            n = ids.pop(item, None)
+            if n is not None:
+                names[n] = None
+                row = pairs.pop(n, None)
+                if row is not None:
+                    self._dropped.append(row)  # freed by the sweep too (25,000 rows at once: most of an eviction)
+                held.append(n)
+        self.categories = {i: c for i, c in self.categories.items() if i in popularity}
+        if held:
+            self._held = held
+            self._dead_room()[held] = True
+            self._sweep = list(pairs)
+            # Each event counts at most one item more: the sweep ends within half the quarter.
+            self._sweep_rows = -(-2 * len(self._sweep) // (self._evict_at - self.c.max_items))
+            self._swept(0)  # with no row kept, the numbers are free at once
         self._top = None
         self.evictions += 1
 
-    def _most_popular(self, n: int) -> set[str]:
-        """The n items of the greatest decayed counts (ties: the greater item id), chosen
-        over arrays (an eviction ranks every item counted: 125,000 at the default bound)."""
+    def _swept(self, n: int) -> None:
+        """The evicted neighbours out of the next n rows of the sweep; once every row is
+        swept, the evicted numbers can be given again."""
+        sweep, pairs = self._sweep, self.pairs
+        for _ in range(min(n, len(sweep))):
+            row = pairs.get(sweep.pop())
+            if row is not None:
+                self._drop_evicted(row)
+        if n:
+            del self._dropped[-n:]
+        if not sweep:
+            self._free.extend(self._held)
+            self._held, self._dropped = [], []
+
+    def _drop_evicted(self, row: "_Row") -> None:
+        numbers = np.frombuffer(row.numbers, np.int64)
+        live = ~self._dead_room()[numbers]
+        if not live.all():
+            weights = np.frombuffer(row.weights, np.float64)
+            row.numbers, row.weights, row.slots = array("q"), array("d"), None
+            row.numbers.frombytes(numbers[live].tobytes())
+            row.weights.frombytes(weights[live].tobytes())
+
+    def _dead_room(self) -> np.ndarray:
+        """_dead, as long as the numbers given (numbers new since an eviction: false)."""
+        if len(self._dead) < len(self.names):
+            self._dead = np.concatenate((self._dead, np.zeros(len(self.names), bool)))
+        return self._dead
+
+    def _popular(self, n: int) -> tuple[list[str], np.ndarray]:
+        """(the items counted, a mask of the n of the greatest decayed counts, ties: the
+        greater item id), ranked over arrays (an eviction ranks every item counted:
+        125,000 at the default bound)."""
         items = list(self.popularity)
         if n >= len(items):
-            return set(items)
+            return items, np.ones(len(items), bool)
         counts = np.fromiter(self.popularity.values(), np.float64, len(items))
         cut = np.partition(counts, len(items) - n)[len(items) - n]  # the n-th greatest count
-        above = np.flatnonzero(counts > cut).tolist()
-        tied = sorted((items[at] for at in np.flatnonzero(counts == cut).tolist()), reverse=True)
-        return {items[at] for at in above}.union(tied[:n - len(above)])
+        chosen = counts > cut
+        tied = sorted(np.flatnonzero(counts == cut).tolist(), key=items.__getitem__, reverse=True)
+        chosen[tied[:n - int(chosen.sum())]] = True
+        return items, chosen
 
     # --- reading ----------------------------------------------------------------------
     def knows(self, item: str) -> bool:
@@ -233,7 +283,8 @@ class ItemStats:
         if top is None or self.events - self._top_at >= TRENDING_REFRESH_EVENTS or len(top) < min(
                 n, len(self.popularity)):
             popularity = self.popularity
-            top = self._top = sorted(((i, popularity[i]) for i in self._most_popular(max(n, 200))),
+            items, chosen = self._popular(max(n, 200))
+            top = self._top = sorted(((items[at], popularity[items[at]]) for at in np.flatnonzero(chosen).tolist()),
                                      key=lambda p: (p[1], p[0]), reverse=True)
             self._top_at = self.events
             self.rankings += 1
@@ -269,6 +320,11 @@ class ItemStats:
         keys = np.concatenate(numbers)  # copies: no view is left to pin a row's arrays
         scores = np.concatenate(weights) * np.repeat(factors, lengths)
         del numbers, weights
+        if self._held:  # rows not yet swept may hold evicted items
+            live = ~self._dead_room()[keys]
+            keys, scores = keys[live], scores[live]
+            if not len(keys):
+                return keys, scores, np.zeros(len(among))
         sums = self._sums = _room(self._sums, len(self.names))
         np.add.at(sums, keys, scores)  # in order, from 0.0: as the loop sums
         out, known = sums[keys], sums[among]
@@ -277,8 +333,8 @@ class ItemStats:
 
     def neighbours(self, item: str) -> dict[str, float]:
         """The item's kept neighbours and their summed pair weights."""
-        row = self.pairs.get(self.ids.get(item, -1))
-        return {} if row is None else {self.names[n]: w for n, w in zip(row.numbers, row.weights)}
+        row, names = self.pairs.get(self.ids.get(item, -1)), self.names
+        return {} if row is None else {names[n]: w for n, w in zip(row.numbers, row.weights) if names[n] is not None}
 
     def numbers_of(self, items: Collection[str]) -> np.ndarray:
         """The numbers of those of `items` that were ever paired."""

@@ -192,8 +192,8 @@ class _Trending:
     """The trending signal of one ranking of the item statistics at one weight: scaled
     to the best 1, its weighted parts ({} at weight 0), the items of the parts best
     first (ties by item id), and the numbers of those paired so far with their parts
-    (looked up again while some are missing; an eviction, which numbers the items
-    again, also ranks them again, so numbers hold for the ranking)."""
+    (looked up again while some are missing; an eviction, whose items' numbers are
+    given again after it, also ranks the items again, so numbers hold for the ranking)."""
     __slots__ = ("key", "scaled", "parts", "ranked", "_numbers", "_values", "_unnumbered")
 
     def __init__(self, key: tuple, scaled: dict[str, float], parts: dict[str, float], stats: ItemStats):

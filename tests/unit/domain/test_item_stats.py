@@ -84,8 +84,9 @@ _members = st.lists(st.lists(st.tuples(st.sampled_from(_ITEMS), st.sampled_from(
                                        st.integers(0, 3)), min_size=1, max_size=25), min_size=1, max_size=30)
 
 
-def _count(members, config, categories=False):
-    stats, reference = ItemStats(config), DictStats(config)
+def _count(members, config, categories=False, kind=ItemStats, each=lambda stats, reference: None):
+    """The members' events counted by a `kind` and a DictStats, `each` called after every event."""
+    stats, reference = kind(config), DictStats(config)
     for member in members:
         items, types, times, ts = [], [], [], 0
         for item, code, gap_hours in member:
@@ -94,6 +95,7 @@ def _count(members, config, categories=False):
             category = f"c{item[-1]}" if categories else None
             stats.observe(items, types, times, len(items) - 1, category)
             reference.observe(items, types, times, len(items) - 1, category)
+            each(stats, reference)
     return stats, reference
 
 
@@ -124,16 +126,50 @@ def test_past_max_items_only_the_most_popular_stay_and_the_rest_is_as_if_never_p
         members, kept, max_items, recent):
     """40 items and at most 12 kept: evictions come often, mid-member. What stays is the
     dicts' exactly: popularity, categories, rows (those kept, without the others), related
-    scores; the numbers are those of the items kept, and the memory is bounded."""
+    scores; the numbers are those of the items kept, and the memory is bounded (the
+    numbers given: those kept, those evicted that rows may still hold, at most a
+    quarter and one, and as many given again meanwhile)."""
     stats, reference = _count(members, ItemStatsConfig(window=10, kept=kept, max_items=max_items), True)
     bound = max_items + max(1, max_items // 4)
-    assert len(stats.popularity) <= bound and len(stats.names) <= bound and len(stats.pairs) <= bound
+    assert len(stats.popularity) <= bound and len(stats.pairs) <= bound
+    assert len(stats.names) <= bound + 2 * (bound - max_items + 1)
     assert stats.popularity == reference.popularity and stats.categories == reference.categories
-    assert set(stats.names) == reference.paired and stats.ids == {i: n for n, i in enumerate(stats.names)}
+    assert set(stats.ids) == reference.paired
+    assert stats.ids == {i: n for n, i in enumerate(stats.names) if i is not None}
     for item in _ITEMS:
         assert stats.neighbours(item) == reference.pairs.get(item, {})
     assert stats.related(recent, 10) == reference.related(recent, 10)
     assert stats.trending(5) == heapq.nlargest(5, reference.popularity.items(), key=lambda p: (p[1], p[0]))
+
+
+class _SlowSweep(ItemStats):
+    """Sweeps one row per event after an eviction: reads and prunes meet rows that
+    still hold evicted items, and the next eviction may come before the sweep ends."""
+
+    def _evict(self):
+        super()._evict()
+        self._sweep_rows = 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(members=_members, kept=st.integers(1, 6), max_items=st.integers(1, 12),
+       recent=st.lists(st.sampled_from(_ITEMS), min_size=1, max_size=12))
+def test_rows_not_yet_swept_read_and_prune_as_if_swept_and_numbers_come_back_once_free(
+        members, kept, max_items, recent):
+    """After every event, with the sweep slowed down: the rows and related scores are the
+    dicts' exactly; a row holds only items kept or evicted numbers not given again, and
+    a number is given again only once no row holds it."""
+    def check(stats, reference):
+        assert {i: stats.neighbours(i) for i in _ITEMS} == {i: reference.pairs.get(i, {}) for i in _ITEMS}
+        assert stats.related(recent, 5) == reference.related(recent, 5)
+        held = set(stats._held)
+        for row in stats.pairs.values():
+            assert all(n in held or stats.names[n] is not None for n in row.numbers)
+        assert not held & set(stats._free) and all(stats.names[n] is None for n in stats._free)
+
+    stats, _ = _count(members, ItemStatsConfig(window=10, kept=kept, max_items=max_items), kind=_SlowSweep,
+                      each=check)
+    assert stats.ids == {i: n for n, i in enumerate(stats.names) if i is not None}
 
 
 def test_an_eviction_keeps_the_most_popular_and_counts_a_returning_item_from_nothing():
@@ -147,7 +183,8 @@ def test_an_eviction_keeps_the_most_popular_and_counts_a_returning_item_from_not
     for item, code in [("a", 5), ("b", 5), ("c", 5), ("a", 5), ("d", 1), ("e", 1)]:
         event(item, code, 0)
     # Popularity a 2, b 1, c 1, d 0.2, e 0.2: the fifth item counted evicts d and e.
-    assert stats.evictions == 1 and set(stats.popularity) == {"a", "b", "c"} and stats.names == ["b", "a", "c"]  # as numbered first
+    assert stats.evictions == 1 and set(stats.popularity) == {"a", "b", "c"}
+    assert stats.names == ["b", "a", "c", None, None]  # as numbered first; d's and e's given again
     assert stats.neighbours("a") == {"b": 1.5, "c": 1.5}  # without d (0.2) and e (0.1)
     assert stats.pairs[stats.ids["a"]].total == 1.5 + 1.5 + 0.2 + 0.1  # as a pruned row's
     event("d", 5, 2 * DAY_MS)  # alone in its window
