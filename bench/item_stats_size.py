@@ -29,8 +29,10 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
     the processor does; the bytes allocated by stream/domain/item_stats.py and held at
     the end (tracemalloc: the item ids themselves are the events' strings, not counted;
     `trace` false: not measured, 0), the evictions and their seconds (the slowest, all),
-    the seconds of the whole count and of its slowest event (an eviction's, or a
-    sweep's share after one).
+    the seconds of the whole count (applying the events included) and of its slowest
+    event. An eviction's seconds are its own; the sweep of the rows after it is spread
+    over the events that follow (in the count's seconds and events). What is held is
+    counted once the last sweep has ended.
     `copies` > 1: the events that many times over, copy c's member and item ids
     suffixed with ~c (c > 0)."""
     import stream.domain.item_stats as item_stats_module
@@ -66,6 +68,8 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
             stats.observe_newest(s, e.ts, e.category)
             slowest = max(slowest, clock() - t)
         counting = clock() - began
+        stats._swept(len(stats._sweep))  # the last eviction's sweep ended, as the next events would
+        neighbours = sum(len(row.numbers) for row in stats.pairs.values())
         if trace:
             held = tracemalloc.take_snapshot().filter_traces(
                 [tracemalloc.Filter(True, item_stats_module.__file__)])
@@ -74,7 +78,6 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
         gc.set_threshold(*thresholds)
         if trace:
             tracemalloc.stop()
-    neighbours = sum(len(row.numbers) for row in stats.pairs.values())  # held: a sweep may be under way
     return {"events": len(events) * copies, "items_counted": len(stats.popularity), "items_paired": len(stats.ids),
             "neighbours": neighbours, "bytes": size, "kept": settings.item_stats_kept,
             "max_items": settings.item_stats_max_items, "evictions": len(took),

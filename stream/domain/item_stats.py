@@ -201,7 +201,9 @@ class ItemStats:
         `trending` ranks them): the others' popularity, category, number and row go now,
         and they go from the rows kept as `_swept` reaches each (a row's total stays, as
         when it is pruned). The items kept keep their numbers, and the trending list is
-        ranked again."""
+        ranked again. Relies on every item numbered being counted (observe numbers only
+        counted items), so that the items it drops from `popularity` are all it must
+        drop from the rows."""
         if self._sweep:  # the last eviction's sweep, unfinished (only with a bound of a few items)
             self._swept(len(self._sweep))
         items, kept = self._popular(self.c.max_items)

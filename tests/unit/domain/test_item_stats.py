@@ -127,12 +127,12 @@ def test_past_max_items_only_the_most_popular_stay_and_the_rest_is_as_if_never_p
     """40 items and at most 12 kept: evictions come often, mid-member. What stays is the
     dicts' exactly: popularity, categories, rows (those kept, without the others), related
     scores; the numbers are those of the items kept, and the memory is bounded (the
-    numbers given: those kept, those evicted that rows may still hold, at most a
-    quarter and one, and as many given again meanwhile)."""
+    numbers given: at most the items counted and one, and those evicted that rows may
+    still hold, at most a quarter and one; none is appended while one is free)."""
     stats, reference = _count(members, ItemStatsConfig(window=10, kept=kept, max_items=max_items), True)
     bound = max_items + max(1, max_items // 4)
     assert len(stats.popularity) <= bound and len(stats.pairs) <= bound
-    assert len(stats.names) <= bound + 2 * (bound - max_items + 1)
+    assert len(stats.names) <= bound + (bound - max_items) + 2
     assert stats.popularity == reference.popularity and stats.categories == reference.categories
     assert set(stats.ids) == reference.paired
     assert stats.ids == {i: n for n, i in enumerate(stats.names) if i is not None}
