@@ -325,8 +325,6 @@ class ItemStats:
         if self._held:  # rows not yet swept may hold evicted items
             live = ~self._dead_room()[keys]
             keys, scores = keys[live], scores[live]
-            if not len(keys):
-                return keys, scores, np.zeros(len(among))
         sums = self._sums = _room(self._sums, len(self.names))
         np.add.at(sums, keys, scores)  # in order, from 0.0: as the loop sums
         out, known = sums[keys], sums[among]
