@@ -284,6 +284,8 @@ def worker_split(before: dict[str, float], after: dict[str, float]) -> dict:
       request_ms          per request: the Triton request (rows built, sent, answered)
       lists_ms            per request: the answered members' lists and outputs built
       rows_per_request    rows per Triton request
+      gc_pauses, gc_ms    the garbage collector's pauses over the run: how many, and
+                          their milliseconds summed (gc_full: of them, full collections)
     (`latency_stages` gives percentiles between the stages the records' timestamps mark;
     these say where the time inside the worker goes.)"""
     def delta(name: str) -> float:
@@ -304,6 +306,10 @@ def worker_split(before: dict[str, float], after: dict[str, float]) -> dict:
         summary = names.seconds(timing)
         out[key] = mean_ms(summary, delta(f"{summary}_count"))
     out["rows_per_request"] = round(delta(f"{names.TRITON_REQUEST_ROWS}_sum") / requests, 1) if requests else 0.0
+    pauses = [f'{names.GC_PAUSE}_{{}}{{{{generation="{g}"}}}}' for g in range(3)]
+    out["gc_pauses"] = int(sum(delta(p.format("count")) for p in pauses))
+    out["gc_ms"] = round(1000 * sum(delta(p.format("sum")) for p in pauses), 1)
+    out["gc_full"] = int(delta(pauses[2].format("count")))
     return out
 
 

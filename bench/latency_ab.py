@@ -38,15 +38,16 @@ def parse_settings(text: str) -> dict[str, str]:
 
 
 def row(label: str, r: dict, floor: dict, stages: dict, inside: dict) -> str:
-    """One table line: latency p50/p99, the floor's, the stages' p50 and the worker's means."""
+    """One table line: latency p50/p99, the floor's, the stages' p50, the worker's means and its GC pauses."""
     return (f"{label[:34]:<34} {r['p50']:>6.1f} {r['p99']:>6.1f} {floor['p50']:>6.1f} {floor['p99']:>6.1f} "
             f"{stages['offer_to_frame']['p50']:>6.1f} {stages['frame_to_output']['p50']:>7.1f} "
             f"{stages['output_to_arrival']['p50']:>7.1f} {inside['pending_ms']:>7.1f} {inside['request_ms']:>7.1f} "
-            f"{inside.get('server_ms', 0.0):>6.1f} {inside['rows_per_request']:>5.1f} {r['updates_measured']:>7,}")
+            f"{inside.get('server_ms', 0.0):>6.1f} {inside['rows_per_request']:>5.1f} {r['updates_measured']:>7,} "
+            f"{inside.get('gc_pauses', 0):>5,} {inside.get('gc_ms', 0.0):>6.1f}")
 
 
 HEADER = (f"{'settings':<34} {'p50':>6} {'p99':>6} {'fl p50':>6} {'fl p99':>6} {'frame':>6} {'output':>7} "
-          f"{'arrival':>7} {'pending':>7} {'request':>7} {'server':>6} {'rows':>5} {'updates':>7}")
+          f"{'arrival':>7} {'pending':>7} {'request':>7} {'server':>6} {'rows':>5} {'updates':>7} {'gc':>5} {'gc ms':>6}")
 
 
 def main() -> int:

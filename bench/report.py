@@ -56,13 +56,15 @@ def report(r: dict) -> str:
     if inside:
         lines += ["", "inside the worker (means over each rate's run, from its /metrics): per agent batch, its",
                   "waits for input and for a slot in flight; per member, pending before a request took it;",
-                  "per Triton request, the request and the answered members' lists and outputs",
+                  "per Triton request, the request and the answered members' lists and outputs; the",
+                  "garbage collector's pauses over the run (how many, of them full, their ms summed)",
                   f"{'offered events/s':>17}{'batches':>9}{'records':>9}{'input':>8}{'in flight':>11}"
-                  f"{'pending':>9}{'request':>9}{'lists':>8}{'rows/req':>10}"]
+                  f"{'pending':>9}{'request':>9}{'lists':>8}{'rows/req':>10}{'gc':>6}{'full':>5}{'gc ms':>8}"]
         for rate, v in inside.items():
             lines.append(f"{rate:>17}{v['batches']:>9,}{v['records_per_batch']:>9.1f}{v['agent_input_ms']:>8.1f}"
                          f"{v['agent_in_flight_ms']:>11.1f}{v['pending_ms']:>9.1f}{v['request_ms']:>9.1f}"
-                         f"{v['lists_ms']:>8.1f}{v['rows_per_request']:>10.1f}")
+                         f"{v['lists_ms']:>8.1f}{v['rows_per_request']:>10.1f}{v.get('gc_pauses', 0):>6,}"
+                         f"{v.get('gc_full', 0):>5,}{v.get('gc_ms', 0):>8.1f}")
         lines += ["", "the same runs: per Triton request in the server (ms: all, queued, in the model), and",
                   "the cores each process kept busy (bench: the offering producer and the collector)",
                   f"{'offered events/s':>17}{'server':>8}{'queued':>8}{'model':>7}{'worker':>8}{'batcher':>9}"

@@ -67,6 +67,7 @@ INPUT_BATCH_RECORDS = f"{PREFIX}input_batch_records"          # input records pe
 TRITON_REQUEST_ROWS = f"{PREFIX}triton_request_rows"          # model rows per Triton request
 TRITON_REQUEST_SECONDS = f"{PREFIX}triton_request_duration_seconds"  # label outcome: ok, error
 EVENT_LOOP_LAG = f"{PREFIX}event_loop_lag_seconds"  # how late the worker's event loop ran a timer
+GC_PAUSE = f"{PREFIX}gc_pause_seconds"  # label generation: the garbage collector's pauses
 
 # Lag gauges.
 EVENT_TIME_LAG = f"{PREFIX}event_time_lag_seconds"  # label partition: wall clock minus its watermark

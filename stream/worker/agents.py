@@ -28,7 +28,7 @@ from stream.contract import topics
 from stream.kafka.admin import ensure_topics
 from stream.log_limit import json_root_handlers, limit_root_handlers
 from stream.worker.stall_watcher import StallWatcher
-from stream.worker.telemetry import watch_loop_lag
+from stream.worker.telemetry import watch_gc, watch_loop_lag
 from stream.worker.worker import Worker
 
 
@@ -52,6 +52,10 @@ def register(app: faust.App, worker: Worker) -> StallWatcher:
     @app.task
     async def loop_lag() -> None:
         await watch_loop_lag(worker.telemetry)
+
+    @app.task
+    async def gc_pauses() -> None:
+        await watch_gc(worker.telemetry)
 
     @app.task
     async def committing() -> None:

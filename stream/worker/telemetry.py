@@ -22,6 +22,7 @@ member ids in any label.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Callable, Optional
 
@@ -68,6 +69,9 @@ class Telemetry:
         self.loop_lag = Histogram(
             names.EVENT_LOOP_LAG, f"Seconds the event loop ran a {LOOP_LAG_INTERVAL_S:g} s timer late (work "
             "holding the loop)", registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.gc_pause = Histogram(
+            names.GC_PAUSE, "Seconds each garbage collection held the process, by generation", ["generation"],
+            registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
     # The processor's hook (stream/processing/processor.py NoTelemetry).
     def scoring_request(self, rows: int, seconds: float, error: Optional[str]) -> None:
@@ -98,6 +102,32 @@ async def watch_loop_lag(telemetry: Telemetry, interval_s: float = LOOP_LAG_INTE
         start = clock()
         await asyncio.sleep(interval_s)
         telemetry.loop_lag.observe(max(0.0, clock() - start - interval_s))
+
+
+async def watch_gc(telemetry: Telemetry, interval_s: float = LOOP_LAG_INTERVAL_S,
+                   clock: Callable[[], float] = time.perf_counter) -> None:
+    """Until cancelled: every garbage collection's pause in the process (a collection
+    stops every thread, whichever set it off), observed every `interval_s`. The
+    collector's callback only notes the pause: a histogram's lock taken inside a
+    collection could be the one its own thread already holds."""
+    pauses = [telemetry.gc_pause.labels(str(g)) for g in range(3)]
+    began, noted = [0.0], []
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = clock()
+        else:
+            noted.append((info["generation"], clock() - began[0]))
+
+    gc.callbacks.append(timed)
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            while noted:
+                generation, seconds = noted.pop(0)
+                pauses[generation].observe(seconds)
+    finally:
+        gc.callbacks.remove(timed)
 
 
 class WorkerCollector:

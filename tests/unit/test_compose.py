@@ -50,5 +50,5 @@ def test_prometheus_scrapes_the_workers_and_grafana_has_its_dashboard():
     for metric in ("memberstream_input_events_total", "memberstream_outputs_total",
                    "memberstream_consumer_lag_records", "memberstream_event_time_lag_seconds",
                    "memberstream_triton_request_duration_seconds_bucket", "memberstream_health",
-                   "memberstream_event_loop_lag_seconds_bucket"):
+                   "memberstream_event_loop_lag_seconds_bucket", "memberstream_gc_pause_seconds_sum"):
         assert metric in exprs, metric

@@ -16,8 +16,9 @@ def test_a_line_puts_each_figure_under_its_column():
     r = {"p50": 34.25, "p99": 99.8, "updates_measured": 1288}
     floor = {"p50": 18.7, "p99": 32.6}
     stages = {"offer_to_frame": {"p50": 5.6}, "frame_to_output": {"p50": 27.0}, "output_to_arrival": {"p50": 5.2}}
-    inside = {"pending_ms": 2.36, "request_ms": 9.82, "server_ms": 6.2, "rows_per_request": 2.0}
+    inside = {"pending_ms": 2.36, "request_ms": 9.82, "server_ms": 6.2, "rows_per_request": 2.0, "gc_pauses": 41,
+              "gc_ms": 212.36}
     line = row("(defaults)", r, floor, stages, inside)
     assert len(line) == len(HEADER)
     assert line.split()[1:] == ["34.2", "99.8", "18.7", "32.6", "5.6", "27.0", "5.2", "2.4", "9.8", "6.2", "2.0",
-                                "1,288"]
+                                "1,288", "41", "212.4"]
