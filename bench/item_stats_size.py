@@ -38,7 +38,7 @@ def item_stats_size(lines: list[bytes], settings: Settings, trace: bool = True, 
     import stream.domain.item_stats as item_stats_module
     from stream.domain.member_state import MemberState, apply_event
     from stream.domain.parsing import Rejected, parse_event
-    from stream.processing.processor import tune_gc
+    from stream.processing.member_cache import tune_gc
     from stream.processing.recommender import item_stats_of
 
     events = [e for e in (parse_event(line, None, 1 << 20) for line in lines) if not isinstance(e, Rejected)]

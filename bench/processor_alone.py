@@ -48,13 +48,15 @@ def bench_records(lines: list[bytes]) -> list:
     return records
 
 
-async def run_batches(proc, records: list, settings: Settings, each=lambda result: None) -> None:
+async def run_batches(proc, records: list, settings: Settings, each=lambda result: None,
+                      after=lambda: None) -> None:
     """The records in the worker's batches, the pending members scored after every batch
-    (`each` is given every result)."""
+    (`each` is given every result; `after` is called once a batch is scored)."""
     for i in range(0, len(records), settings.batch_max_events):
         each(await proc.process(records[i:i + settings.batch_max_events]))
         while proc.pending:
             each(await proc.score_pending(settings.triton_max_rows))
+        after()
 
 
 def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
@@ -63,7 +65,8 @@ def processor_alone_eps(lines: list[bytes], settings: Settings) -> float:
     built; CPU seconds of this process."""
     import gc
 
-    from stream.processing.processor import MemberProcessor, tune_gc
+    from stream.processing.member_cache import tune_gc
+    from stream.processing.processor import MemberProcessor
 
     records = bench_records(lines)
     proc = MemberProcessor(settings, {}, _ConstantScores(len(settings.inactivity_checkpoints_days)))

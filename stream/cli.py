@@ -82,7 +82,7 @@ def worker() -> None:
     from faust import Worker as FaustWorker
 
     from stream.kafka.admin import ensure_topics
-    from stream.processing.processor import tune_gc
+    from stream.processing.member_cache import tune_gc
     from stream.worker.access import check_binding
     from stream.worker.app import build_app
 

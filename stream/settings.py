@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # walked them often enough to cost a quarter of the per-event work; 0 keeps
     # Python's default.
     gc_threshold: int = Field(50_000, ge=0)
+    # Members kept decoded in the worker (MemberProcessor.cache), past which a commit drops
+    # the longest untouched of those neither pending nor being published: their next event
+    # decodes them from the store again, and their in-memory churn at the checkpoints and
+    # predicted items are gone, as after a restart (docs/SCALING.md). 0: every member kept.
+    member_cache_max: int = Field(100_000, ge=0)
 
     # Batching: a batcher packs up to frame_max_events `shop.events` records per Kafka
     # message (a frame) and the agent takes up to batch_max_frames frames, or what came

@@ -22,7 +22,7 @@ def seconds(name: str) -> str:
 PROCESSOR_COUNTS = ("events", "dead_lettered", "duplicates", "alerts", "recommendation_updates",
                     "segment_changes", "anomalies", "scoring_failures", "scored_rows", "redelivered",
                     "gap_filled", "checkpoint_rows", "checkpoints_known", "checkpoint_updates",
-                    "processing_failures", "late_events", "explanations_unavailable")
+                    "processing_failures", "late_events", "explanations_unavailable", "members_evicted")
 EVENTS = counter("events")
 DEAD_LETTERED = counter("dead_lettered")
 DUPLICATES = counter("duplicates")
@@ -85,4 +85,5 @@ COUNT_HELP = {
     "scoring_failures": "Triton requests that failed or were refused by an open circuit",
     "scored_rows": "Model rows scored",
     "late_events": "Events older than their partition's watermark less the allowed lateness",
+    "members_evicted": "Members dropped from the decoded cache past member_cache_max (kept in the store)",
 }

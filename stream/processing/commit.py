@@ -58,13 +58,17 @@ class Commit:
     def __init__(self, sender, store: MutableMapping[bytes, bytes], changelog_topic: str, *,
                  applying: asyncio.Lock, drained: Callable, in_flight: Callable[[], int],
                  watermarks: Mapping[int, int], flush_members: int,
-                 end_marker: Optional[Callable[[int, int], tuple[bytes, bytes]]] = None) -> None:
+                 end_marker: Optional[Callable[[int, int], tuple[bytes, bytes]]] = None,
+                 after_cut: Callable[[dict[str, MemberState]], None] = lambda states: None) -> None:
         """`drained`: awaits every batch submitted so far decided and published;
         `in_flight`: batches submitted and not yet published; `watermarks`: partition ->
-        event-time watermark (for the end markers)."""
+        event-time watermark (for the end markers); `after_cut`: called with the states
+        of each cut once they are in the store, still under `applying` (the bound on the
+        decoded states, stream/processing/member_cache.py)."""
         self.sender, self.store, self.changelog_topic = sender, store, changelog_topic
         self.applying, self.drained, self.in_flight = applying, drained, in_flight
         self.watermarks, self.flush_members, self.end_marker = watermarks, flush_members, end_marker
+        self.after_cut = after_cut
         self.states: dict[str, MemberState] = {}
         self.inputs: dict[int, int] = {}
         self.sent: list = []
@@ -91,6 +95,7 @@ class Commit:
             async with self.applying:
                 await self.drained()
                 cut = self._cut()                        # 0
+                self.after_cut(cut.states)
             if cut.sent:
                 await asyncio.gather(*cut.sent)          # 1
             if not cut.records and not cut.offsets:

@@ -28,7 +28,6 @@ Faust-free on purpose: the worker feeds it (stream/worker/), the tests can too.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import Counter
 from typing import MutableMapping, Optional
@@ -39,6 +38,7 @@ from stream.domain.inactivity import InactivitySchedule
 from stream.domain.member_state import MemberState, apply_event, event_hash, model_inputs
 from stream.domain.parsing import Rejected, parse_record
 from stream.domain.policies import anomaly_policy, churn_policy, recommendation_policy, segment_policy
+from stream.processing import member_cache
 from stream.processing.checkpoints import Check, explain_checks, snapshot, to_explain
 from stream.processing.pending import PendingScoring
 from stream.processing.recommender import Recommender
@@ -55,7 +55,9 @@ class MemberProcessor:
         self.s = settings
         self.store = store
         self.scorer = scorer
+        # Decoded states, least recently written first (`trim_cache`); the store holds all.
         self.cache: dict[str, MemberState] = {}
+        self.publishing: Counter = Counter()  # members whose changed state is on its way to a commit
         self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days,
                                            int(settings.allowed_lateness_s * 1000))
         self.recommender = Recommender(settings)
@@ -109,6 +111,12 @@ class MemberProcessor:
                                           None if self.privacy is None else self.privacy.key_id + ".")
             self.recommender.recovered(recovered)
             self.order_spend.observe_states(recovered)
+
+    def trim_cache(self, written: dict[str, MemberState]) -> None:
+        """Right after a commit's cut: the cache within `member_cache_max`
+        (stream/processing/member_cache.py)."""
+        self.totals["members_evicted"] += member_cache.trim(self.cache, written, self.s.member_cache_max,
+                                                             self.publishing)
 
     def forget_partitions(self, partitions) -> None:
         """On revocation: the cache and schedule of partitions no longer ours."""
@@ -383,11 +391,3 @@ class MemberProcessor:
                 out.outputs.append(Outgoing(topics.SEGMENTS, state.member_id.encode(), _json(change)))
                 out.counts["segment_changes"] += 1
 
-
-def tune_gc(threshold: int) -> None:
-    """Young-generation collections every `threshold` allocations instead of 700, and
-    the older generations correspondingly rarer (settings.gc_threshold; 0: Python's
-    defaults). The states of the members are millions of long-lived objects; the
-    processor over the bench log ran 23-27k -> 33-36k events/s with 50,000."""
-    if threshold:
-        gc.set_threshold(threshold, 20, 100)

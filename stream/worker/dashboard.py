@@ -3,7 +3,8 @@
 The page and its script ship in the package (stream/worker/dashboard_assets/:
 no CDN, no build step) and poll `/dashboard/data` once a second. Everything
 here is this worker's own view: the outputs it published, its members'
-stages, tiers and churn probabilities. A member searched by id is read
+stages, tiers and churn probabilities (of those it holds decoded: touched
+since its partitions were assigned, up to `member_cache_max`). A member searched by id is read
 from `/members/{id}`, which Faust routes to the worker that owns them.
 
 `Feed` keeps, in memory and bounded, what the worker published: the newest

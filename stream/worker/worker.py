@@ -78,7 +78,8 @@ class Worker:
         self.commit = Commit(self.sender, store, changelog_topic, applying=self.applying,
                              drained=self.decisions.drained, in_flight=lambda: self.decisions.waiting,
                              watermarks=self.processor.schedule.watermarks,
-                             flush_members=s.changelog_flush_members, end_marker=self.broker.end_marker)
+                             flush_members=s.changelog_flush_members, end_marker=self.broker.end_marker,
+                             after_cut=self.processor.trim_cache)
         self.intake = Intake(self.processor, self.cursor, self.refetcher, store, self.decisions,
                              framing.records_of_frames if s.frames else framing.records)
         # Faust events per agent batch, and the wait to fill one: frames, or records without frames.
@@ -101,7 +102,17 @@ class Worker:
         self.started.set()
 
     async def publish(self, result: BatchResult) -> None:
-        await self.commit.publish(result)
+        # Its changed states stay decoded until the commit holds them (a scoring's answer
+        # is published while a commit may cut and trim the cache).
+        busy, members = self.processor.publishing, list(result.changed)
+        busy.update(members)
+        try:
+            await self.commit.publish(result)
+        finally:
+            busy.subtract(members)
+            for member in members:
+                if busy[member] <= 0:
+                    del busy[member]
         self.telemetry.published(result.outputs)
         self.feed.published(result.outputs)
 

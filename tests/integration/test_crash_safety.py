@@ -195,14 +195,16 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     """SIGKILL a worker while the log is still arriving and its newest work is not yet in
     the changelog; its replacement recovers, re-applies exactly what was lost from the input
     cursor, and ends with the clean run's members, alert ids and segment changes; what it
-    sent again carries the ids it had (segment changes, anomalies, dead letters)."""
+    sent again carries the ids it had (segment changes, anomalies, dead letters). Both
+    keep 3 members decoded (`member_cache_max`), so members leave and come back from the
+    store all the while (stream/processing/member_cache.py)."""
     lines = excerpt_lines()
     valid, _ = _valid_by_member(lines)
     head = 300
     valid_head, _ = _valid_by_member(lines[:head])
     # Flushes every 8 s: the head is flushed (waited for), what comes after it is not yet
     # when the kill comes a few seconds later.
-    first = cluster.start_worker(changelog_flush_s="8")
+    first = cluster.start_worker(changelog_flush_s="8", member_cache_max="3")
     cluster.wait_processed(first, cluster.replay(lines[:head]), timeout=60)
     _, head_inputs = cluster.changelog()
     rest = _Replay(cluster, lines[head:], rate=100.0)  # about 6 s
@@ -221,12 +223,13 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
         raise
     assert replay_running, "the log was all written before the kill: not mid-run"
     seen_events = int(seen["memberstream_events_total"])
+    assert seen["memberstream_members_evicted_total"] > 0, seen
     assert head < records_taken(seen) < len(lines), seen
 
     # What the crash left in the changelog, and where the dead worker's Faust had got to.
     states, inputs = cluster.changelog()
     faust = cluster.committed(APP, FRAMES)
-    second = cluster.start_worker()
+    second = cluster.start_worker(member_cache_max="3")
     assert rest.finish() == len(lines) - head
     _framed(cluster, cluster.ends(topics.SHOP_EVENTS))
     frames = _frames(cluster)
@@ -252,6 +255,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_loss_or_double_counting(clu
     assert records_taken(m) == expected, m
     # Exactly what the changelog did not hold, applied once more: none lost, none twice.
     assert m["memberstream_events_total"] == sum(map(len, valid.values())) - recovered, (m, recovered)
+    assert m["memberstream_members_evicted_total"] > 0, m
     # The frames between the stored input offsets and Faust's were read directly (seen:
     # exactly those). More is no error: the replacement has a rebalance of its own when the
     # dead member's session expires, where Faust may skip frames again (DESIGN.md section
