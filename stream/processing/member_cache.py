@@ -12,10 +12,13 @@ A member may leave only once its store copy is its newest state: right after a
 commit's cut (every batch submitted decided, the dirty states written to the
 store), a member that is neither pending nor in a scoring request (its
 `pending_score` flag) nor in a scoring answer still on its way to the commit
-(`publishing`). What it loses is what lives in memory only: the churn at its
-checkpoints from its last scoring (its checkpoints are then scored by request)
-and the items its last scoring predicted (anomaly_policy judges its events
-against them again once it is scored), as after a restart.
+(`publishing`). What it loses is what lives in memory only, as after a
+restart: the churn at its checkpoints from its last scoring (its checkpoints
+are then scored by request), and its `Surprise`: the items its last scoring
+predicted and the run of hits and misses behind the UNLIKELY_SEQUENCE anomaly,
+which starts again from nothing (anomaly_policy: 20 scored events before it can
+fire). A member whose record failed in the middle (PROCESSING_FAILED) keeps
+what that record changed only while it stays decoded, as before a restart.
 """
 from __future__ import annotations
 
@@ -26,11 +29,18 @@ from itertools import islice
 from stream.domain.member_state import MemberState
 
 
+SCAN = 4096  # members looked at past the number to drop, per trim
+
+
 def trim(cache: dict[str, MemberState], written: dict[str, MemberState], bound: int,
-         publishing: Container[str]) -> int:
+         publishing: Container[str], scan: int = SCAN) -> int:
     """The states a cut `written` to the store to the cache's recent end; then, while
     the cache holds more than `bound` members (0: no bound), the least recently
-    written that may leave (above) out. Returns how many left."""
+    written or decoded that may leave (above) out. Busy members met on the way (in
+    use: pending, in a request, being published) go to the recent end too, and at
+    most `scan` of them per call: when nearly every member is busy (a Triton
+    outage keeps every touched member pending) a trim costs O(scan), not O(cache),
+    and the cache stays over its bound until they are scored. Returns how many left."""
     if not bound:
         return 0
     for member, state in written.items():
@@ -40,11 +50,16 @@ def trim(cache: dict[str, MemberState], written: dict[str, MemberState], bound: 
     over = len(cache) - bound
     if over <= 0:
         return 0
-    leaving = list(islice((m for m, state in cache.items() if not state.pending_score and m not in publishing),
-                          over))
-    for member in leaving:
+    left = 0
+    for member, state in list(islice(cache.items(), over + scan)):
+        if left == over:
+            break
         del cache[member]
-    return len(leaving)
+        if state.pending_score or member in publishing:
+            cache[member] = state
+        else:
+            left += 1
+    return left
 
 
 def tune_gc(threshold: int) -> None:

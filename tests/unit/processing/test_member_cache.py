@@ -15,7 +15,7 @@ from tests.fixtures.fakes import FakeSender, SequenceScorer
 from tests.fixtures.workers import CHANGELOG, fake_worker, run, settle
 
 
-def _cache(*members: str, pending: str = "") -> dict[str, MemberState]:
+def _cache(*members: str, pending=()) -> dict[str, MemberState]:
     out = {}
     for m in members:
         out[m] = MemberState(m, 0)
@@ -27,8 +27,9 @@ def test_the_least_recently_written_leave_first_and_never_the_pending_or_the_pub
     cache = _cache("a", "b", "c", "d", "e", "f", pending="b")
     written = {"a": cache["a"], "z": MemberState("z", 0)}  # z: written, not cached (revoked): stays out
     assert trim(cache, written, 3, publishing={"c"}) == 3
-    # a moved to the recent end; b pending, c being published: kept; d, e, f were next.
-    assert list(cache) == ["b", "c", "a"]
+    # a moved to the recent end; b pending and c being published: kept, and moved there
+    # too (in use); d, e, f were next.
+    assert list(cache) == ["a", "b", "c"]
 
 
 def test_no_bound_and_under_the_bound_nobody_leaves_and_the_order_follows_the_writes():
@@ -46,6 +47,21 @@ def test_when_every_member_is_busy_the_cache_stays_over_its_bound():
     cache = _cache("a", "b", "c", pending="ab")
     assert trim(cache, {}, 1, publishing={"c"}) == 0
     assert list(cache) == ["a", "b", "c"]
+
+
+def test_a_trim_looks_at_most_scan_members_past_those_it_drops():
+    """16 pending members in front of 4 that may leave, a bound of 18: each trim looks
+    at 2 + 2 members, moves the busy ones it met to the recent end, and drops the
+    free ones it reaches, until the cache is within its bound."""
+    members = [f"m{i:02}" for i in range(20)]
+    cache = _cache(*members, pending=set(members[:16]))
+    assert trim(cache, {}, 18, publishing=(), scan=2) == 0
+    assert list(cache) == members[4:] + members[:4]
+    for _ in range(3):
+        assert trim(cache, {}, 18, publishing=(), scan=2) == 0
+    assert list(cache)[:4] == members[16:]  # the free ones in front now
+    assert trim(cache, {}, 18, publishing=(), scan=2) == 2
+    assert list(cache) == members[18:] + members[:16]
 
 
 class SilenceScorer(SequenceScorer):
@@ -180,3 +196,28 @@ def test_a_member_whose_scoring_answer_is_being_published_stays_decoded_through_
     stored = MemberState.from_bytes(w.store[b"a"])
     assert stored.n_events == 2 and not stored.pending_score
     assert [(i, round(x, 4)) for i, x in stored.recommendations] == [(i, round(x, 4)) for i, x in sent] != []
+
+
+def test_a_member_who_left_comes_back_equal_but_without_what_lives_in_memory_only():
+    """A scored member dropped past the bound is decoded equal to the state that left,
+    with neither the churn at its checkpoints nor its Surprise (docs/DESIGN.md)."""
+    w = fake_worker(frames=False, member_cache_max=1)
+    w.processor.scorer = w.scorer = SilenceScorer(w.settings.inactivity_checkpoints_days)
+
+    async def go():
+        await w.start()
+        for n, member in enumerate(("a", "b")):
+            await w.take(messages(0, n, [event(member, 0, ts=T0 + n)]))
+            await w.decisions.drained()
+            await w.publish(await w.processor.score_pending(1024))
+            if member == "a":
+                left = w.processor.cache["a"]
+            await w.commit.commit()
+        return left
+
+    left = run(go())
+    assert left.churn_at is not None and left.surprise is not None
+    assert list(w.processor.cache) == ["b"] and w.processor.totals["members_evicted"] == 1
+    back = w.processor.state("a")
+    assert back == left and back is not left
+    assert back.churn_at is None and back.surprise is None
