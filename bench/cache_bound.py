@@ -30,23 +30,17 @@ def measure(bound: int, copies: int) -> dict:
     import resource
     import time
 
-    import orjson
-
     from bench.bench_log import bench_lines
-    from bench.outputs_digest import _DrawnScores
+    from bench.outputs_digest import Commits, drawn_processor
     from bench.processor_alone import bench_records, run_batches
     from stream.processing.member_cache import tune_gc
-    from stream.processing.processor import MemberProcessor
     from stream.settings import Settings
 
     logging.disable(logging.CRITICAL)
     settings = Settings(member_cache_max=bound)
     lines = bench_lines(settings)
-    items = list(dict.fromkeys(orjson.loads(line).get("item_id") for line in lines[:60000]
-                               if b'"item_id"' in line))[:3000]
-    store: dict[bytes, bytes] = {}
-    proc = MemberProcessor(settings, store, _DrawnScores(items, len(settings.inactivity_checkpoints_days), True))
-    changed: dict = {}
+    proc = drawn_processor(lines, settings, by_sequence=True)
+    commit = Commits(proc)
     worst, began = [0.0], [0.0]
 
     def timed(phase: str, info: dict) -> None:
@@ -55,24 +49,18 @@ def measure(bound: int, copies: int) -> dict:
         else:
             worst[0] = max(worst[0], time.perf_counter() - began[0])
 
-    def commit() -> None:
-        for member, state in changed.items():
-            store[member.encode()] = state.to_bytes()
-        proc.trim_cache(changed)
-        changed.clear()
-
     tune_gc(settings.gc_threshold)
     gc.callbacks.append(timed)
     cpu = time.process_time()
     for c in range(copies):
         asyncio.run(run_batches(proc, bench_records([_renamed(line, f"c{c}-") for line in lines]), settings,
-                                lambda r: changed.update(r.changed), commit))  # the copy's records freed after
+                                commit.took, commit))  # the copy's records freed after
     cpu = time.process_time() - cpu
     gc.callbacks.remove(timed)
     t = time.perf_counter()
     gc.collect()
     full = time.perf_counter() - t
-    return {"bound": bound, "members": len(store), "cached": len(proc.cache),
+    return {"bound": bound, "members": len(proc.store), "cached": len(proc.cache),
             "left": proc.totals["members_evicted"], "tracked": len(gc.get_objects()),
             "full_ms": 1000 * full, "worst_ms": 1000 * worst[0],
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_s": cpu}

@@ -65,19 +65,43 @@ class _DrawnScores:
         return Scores(np.full(n, 0.3, np.float32), drawn, scores, np.full((n, self.checkpoints), 0.3, np.float32))
 
 
-def digest(lines: list[bytes], settings: Settings, commits: bool = False) -> tuple[int, str, float, dict]:
-    """(outputs, their digest, CPU seconds, {topic: (outputs, digest)}); `commits`: the
-    changed states stored and the cache trimmed after every batch and its scorings."""
+def drawn_processor(lines: list[bytes], settings: Settings, by_sequence: bool = False):
+    """A processor on an empty store whose model answers are drawn from the log's item
+    ids (`_DrawnScores`)."""
     from stream.processing.processor import MemberProcessor
 
     items = list(dict.fromkeys(orjson.loads(line).get("item_id") for line in lines[:60000]
                                if b'"item_id"' in line))[:3000]
-    store: dict[bytes, bytes] = {}
-    proc = MemberProcessor(settings, store, _DrawnScores(items, len(settings.inactivity_checkpoints_days), commits))
-    h, topics, changed = hashlib.sha256(), {}, {}
+    return MemberProcessor(settings, {}, _DrawnScores(items, len(settings.inactivity_checkpoints_days), by_sequence))
+
+
+class Commits:
+    """A worker's commit after every batch and its scorings (`run_batches`' `after`): the
+    states the results changed (`took`) stored, then the cache trimmed."""
+
+    def __init__(self, proc) -> None:
+        self.proc, self.changed = proc, {}
+
+    def took(self, result) -> None:
+        self.changed.update(result.changed)
+
+    def __call__(self) -> None:
+        for member, state in self.changed.items():
+            self.proc.store[member.encode()] = state.to_bytes()
+        self.proc.trim_cache(self.changed)
+        self.changed.clear()
+
+
+def digest(lines: list[bytes], settings: Settings, commits: bool = False) -> tuple[int, str, float, dict]:
+    """(outputs, their digest, CPU seconds, {topic: (outputs, digest)}); `commits`: the
+    changed states stored and the cache trimmed after every batch and its scorings."""
+    proc = drawn_processor(lines, settings, commits)
+    commit = Commits(proc) if commits else None
+    h, topics = hashlib.sha256(), {}
 
     def each(result) -> None:
-        changed.update(result.changed)
+        if commit is not None:
+            commit.took(result)
         for out in result.outputs:
             if out.value is not None:
                 message = orjson.loads(out.value)
@@ -88,15 +112,8 @@ def digest(lines: list[bytes], settings: Settings, commits: bool = False) -> tup
                 topic = topics.setdefault(out.topic, [0, hashlib.sha256()])
                 topic[0] += 1
                 topic[1].update(text)
-
-    def commit() -> None:
-        if commits:
-            for member, state in changed.items():
-                store[member.encode()] = state.to_bytes()
-            proc.trim_cache(changed)
-        changed.clear()
     t = time.process_time()
-    asyncio.run(run_batches(proc, bench_records(lines), settings, each, commit))
+    asyncio.run(run_batches(proc, bench_records(lines), settings, each, commit or (lambda: None)))
     seconds = time.process_time() - t
     by_topic = {name: (n, topic_hash.hexdigest()[:16]) for name, (n, topic_hash) in sorted(topics.items())}
     return sum(n for n, _ in by_topic.values()), h.hexdigest()[:16], seconds, by_topic

@@ -55,7 +55,7 @@ class MemberProcessor:
         self.s = settings
         self.store = store
         self.scorer = scorer
-        # Decoded states, least recently written first (`trim_cache`); the store holds all.
+        # Decoded states, least recently written or decoded first (`trim_cache`); the store holds all.
         self.cache: dict[str, MemberState] = {}
         self.publishing: Counter = Counter()  # members whose changed state is on its way to a commit
         self.schedule = InactivitySchedule(settings.inactivity_checkpoints_days,
